@@ -1,0 +1,20 @@
+//! Every failure is temporary (try again later) or permanent; nothing in between.
+
+/// Exit code for a failure that may go away (qmail's 111).
+pub const TEMPORARY: i32 = 111;
+/// Exit code for a failure that will not (qmail's 100), and for usage errors.
+pub const PERMANENT: i32 = 100;
+
+/// Writes `prog: fatal: msg` on stderr and exits with `code`.
+pub fn die(prog: &str, code: i32, msg: &str) -> ! {
+    warn(prog, "fatal", msg);
+    std::process::exit(code)
+}
+
+/// Writes `prog: kind: msg` on stderr in one write, so lines from several processes
+/// sharing a log pipe never interleave.
+pub fn warn(prog: &str, kind: &str, msg: &str) {
+    use std::io::Write;
+    let line = format!("{prog}: {kind}: {msg}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
