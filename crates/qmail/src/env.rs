@@ -15,11 +15,16 @@ pub struct Env {
 impl Env {
     /// This process's environment.
     pub fn inherited() -> Env {
-        Env { vars: std::env::vars_os().collect() }
+        Env {
+            vars: std::env::vars_os().collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&OsStr> {
-        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_os_str())
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_os_str())
     }
 
     /// Sets `name`, replacing an earlier value in place.
@@ -45,7 +50,9 @@ impl Env {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
-        self.vars.iter().map(|(n, v)| (n.as_os_str(), v.as_os_str()))
+        self.vars
+            .iter()
+            .map(|(n, v)| (n.as_os_str(), v.as_os_str()))
     }
 
     fn envp(&self) -> Vec<CString> {
@@ -75,14 +82,19 @@ impl Env {
         if prog.as_bytes().contains(&b'/') {
             return execve(&args[0], &args, &envp);
         }
-        let path = self.get("PATH").map(OsStr::as_bytes).unwrap_or(b"/bin:/usr/bin");
+        let path = self
+            .get("PATH")
+            .map(OsStr::as_bytes)
+            .unwrap_or(b"/bin:/usr/bin");
         let mut err = io::Error::from_raw_os_error(libc::ENOENT);
         for dir in path.split(|&b| b == b':') {
             let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
             let mut full = dir.to_vec();
             full.push(b'/');
             full.extend_from_slice(prog.as_bytes());
-            let Ok(full) = CString::new(full) else { continue };
+            let Ok(full) = CString::new(full) else {
+                continue;
+            };
             let e = execve(&full, &args, &envp);
             if e.raw_os_error() != Some(libc::ENOENT) {
                 err = e;
@@ -109,7 +121,12 @@ mod tests {
         e.set("A", "1");
         e.set("B", "2");
         e.set("A", "3");
-        assert_eq!(e.iter().map(|(n, _)| n.to_str().unwrap()).collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(
+            e.iter()
+                .map(|(n, _)| n.to_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["A", "B"]
+        );
         assert_eq!(e.get("A").unwrap(), "3");
         e.set_or_unset("A", None::<&str>);
         assert!(e.get("A").is_none());

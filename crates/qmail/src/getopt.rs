@@ -39,7 +39,12 @@ pub struct Getopt {
 impl Getopt {
     /// `spec` is getopt's option string: letters, each followed by `:` if it takes an argument.
     pub fn new(args: Vec<OsString>, spec: &'static str) -> Getopt {
-        Getopt { args, spec: spec.as_bytes(), idx: 0, pos: 0 }
+        Getopt {
+            args,
+            spec: spec.as_bytes(),
+            idx: 0,
+            pos: 0,
+        }
     }
 
     fn takes_arg(&self, c: u8) -> Option<bool> {
@@ -109,7 +114,10 @@ mod tests {
 
     #[test]
     fn bundles_attached_and_separate_arguments() {
-        let (o, rest) = parse(&["-HRv", "-c40", "-x", "r.cdb", "0", "smtp", "-v"], "vHRc:x:");
+        let (o, rest) = parse(
+            &["-HRv", "-c40", "-x", "r.cdb", "0", "smtp", "-v"],
+            "vHRc:x:",
+        );
         assert_eq!(
             o,
             vec![
@@ -138,7 +146,10 @@ mod tests {
         let (o, _) = parse(&["-Z"], "v");
         assert_eq!(o[0].complaint().unwrap(), "illegal option -- Z");
         let (o, _) = parse(&["-c"], "c:");
-        assert_eq!(o[0].complaint().unwrap(), "option requires an argument -- c");
+        assert_eq!(
+            o[0].complaint().unwrap(),
+            "option requires an argument -- c"
+        );
         let (o, _) = parse(&["-:"], "c:");
         assert_eq!(o[0], Opt::Illegal(b':'));
     }

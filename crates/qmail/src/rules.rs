@@ -119,7 +119,10 @@ pub fn lookup(path: &Path, c: &Client) -> io::Result<Option<Rule>> {
         let db = cdb2::CDB::open(path)?;
         for key in candidate_keys(c) {
             if let Some(data) = db.get(&key) {
-                return Ok(Some(Rule { items: parse_record(&data?), key }));
+                return Ok(Some(Rule {
+                    items: parse_record(&data?),
+                    key,
+                }));
             }
         }
         Ok(None)
@@ -153,7 +156,10 @@ mod tests {
 
     #[test]
     fn ipv4_order_without_host() {
-        assert_eq!(keys("192.168.10.7", None, None), ["192.168.10.7", "192.168.10.", "192.168.", "192.", ""]);
+        assert_eq!(
+            keys("192.168.10.7", None, None),
+            ["192.168.10.7", "192.168.10.", "192.168.", "192.", ""]
+        );
     }
 
     #[test]
@@ -184,7 +190,10 @@ mod tests {
 
     #[test]
     fn ipv6_prefixes_stop_at_colons() {
-        assert_eq!(keys("2001:db8::1", None, None), ["2001:db8::1", "2001:db8::", "2001:db8:", "2001:", ""]);
+        assert_eq!(
+            keys("2001:db8::1", None, None),
+            ["2001:db8::1", "2001:db8::", "2001:db8:", "2001:", ""]
+        );
         assert_eq!(keys("::1", None, None), ["::1", "::", ":", ""]);
     }
 
@@ -192,10 +201,17 @@ mod tests {
     fn record_items() {
         assert_eq!(
             parse_record(b"D\0+FOO=bar\0+X=a=b\0junk\0+NOEQ\0"),
-            vec![Item::Deny, Item::Set(b"FOO".to_vec(), b"bar".to_vec()), Item::Set(b"X".to_vec(), b"a=b".to_vec())]
+            vec![
+                Item::Deny,
+                Item::Set(b"FOO".to_vec(), b"bar".to_vec()),
+                Item::Set(b"X".to_vec(), b"a=b".to_vec())
+            ]
         );
         assert_eq!(parse_record(b""), vec![]);
-        assert_eq!(parse_record(b"+A=1"), vec![Item::Set(b"A".to_vec(), b"1".to_vec())]);
+        assert_eq!(
+            parse_record(b"+A=1"),
+            vec![Item::Set(b"A".to_vec(), b"1".to_vec())]
+        );
     }
 
     #[test]
@@ -209,7 +225,18 @@ mod tests {
         w.add(b"10.1.2.3", b"+WHO=second\0").unwrap();
         w.add(b"", b"+WHO=default\0").unwrap();
         w.finish().unwrap();
-        let get = |ip| lookup(&path, &Client { ip, host: None, info: None }).unwrap().unwrap();
+        let get = |ip| {
+            lookup(
+                &path,
+                &Client {
+                    ip,
+                    host: None,
+                    info: None,
+                },
+            )
+            .unwrap()
+            .unwrap()
+        };
         assert!(get("10.1.2.3").denies());
         assert_eq!(get("10.1.9.9").vars().next().unwrap().1, b"prefix");
         assert_eq!(get("11.0.0.1").key, b"");

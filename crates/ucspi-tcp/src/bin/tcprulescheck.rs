@@ -1,0 +1,33 @@
+use qmail::rules::Client;
+use std::io::Write;
+
+fn main() {
+    let Some(cdb) = std::env::args_os().nth(1) else {
+        qmail::exit::die("tcprulescheck", 100, "usage: tcprulescheck rules.cdb");
+    };
+    let var = |n| std::env::var(n).ok();
+    let (ip, host, info) = (
+        var("TCPREMOTEIP"),
+        var("TCPREMOTEHOST"),
+        var("TCPREMOTEINFO"),
+    );
+    let client = Client {
+        ip: ip.as_deref().unwrap_or("0.0.0.0"),
+        host: host.as_deref(),
+        info: info.as_deref(),
+    };
+    match ucspi_tcp::tcprulescheck::report(cdb.as_ref(), &client) {
+        Ok(text) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+        }
+        Err(e) => qmail::exit::die(
+            "tcprulescheck",
+            111,
+            &format!(
+                "unable to read {}: {}",
+                cdb.to_string_lossy(),
+                qmail::errstr::io_str(&e)
+            ),
+        ),
+    }
+}
