@@ -1,0 +1,52 @@
+# rqmail: make (build), make test, make run, make install, make bench.
+# Programs land in bin/; test helpers in target/test-bin/.
+
+TARGET ?= x86_64-unknown-linux-musl
+PROGRAMS = tcpserver tcprules tcprulescheck
+TESTPROGS = envprobe connbench
+PREFIX ?= /usr/local
+CARGO ?= cargo
+
+.PHONY: all build test unit systest deps bench install run clean
+
+all: build
+
+# Static musl binaries when the target can be had; otherwise glibc with crt-static
+# (bigger, but still static: they start under softlimit -m 2000000, with less room).
+build:
+	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)'; then \
+	  rustup target add $(TARGET) || echo "make: cannot add $(TARGET); building glibc crt-static instead" >&2; \
+	fi
+	@if rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)'; then \
+	  $(CARGO) build --release --locked --target $(TARGET) && dir=target/$(TARGET)/release; \
+	else \
+	  RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu \
+	    && dir=target/x86_64-unknown-linux-gnu/release; \
+	fi && mkdir -p bin target/test-bin \
+	  && for p in $(PROGRAMS); do cp -f $$dir/$$p bin/$$p.new && mv -f bin/$$p.new bin/$$p; done \
+	  && for p in $(TESTPROGS); do cp -f $$dir/$$p target/test-bin/$$p; done
+
+deps:
+	@sh tests/deps
+
+unit:
+	$(CARGO) test --workspace --locked
+
+systest: build deps
+	python3 -m pytest -q tests
+
+test: deps unit systest
+
+bench: build deps
+	python3 tests/bench.py
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	for p in $(PROGRAMS); do install -m 755 bin/$$p $(DESTDIR)$(PREFIX)/bin/$$p; done
+
+run: build
+	sh etc/run-local
+
+clean:
+	$(CARGO) clean
+	rm -rf bin

@@ -1,0 +1,193 @@
+"""Shared fixtures for rqmail's black-box system tests.
+
+The built programs (bin/) run side by side with Debian's peers (ucspi-tcp's
+tcpserver/tcprules, its IPv6 build unpacked under target/peers, dnsmasq as the DNS
+server) on loopback only. Every process a test starts is stopped by pid (its process
+group) at teardown. A test whose peer is missing SKIPs, or FAILs when CI=true.
+"""
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "bin"
+TESTBIN = ROOT / "target" / "test-bin"
+PROBE = str(TESTBIN / "envprobe")
+DEBIAN = Path("/usr/bin")
+DEBIAN6 = ROOT / "target" / "peers" / "ucspi-tcp-ipv6" / "usr" / "bin"
+IS_ROOT = os.geteuid() == 0
+CI = os.environ.get("CI") == "true"
+# Nothing listens here: a DNS lookup fails at once and never leaves the machine.
+NO_DNS = "127.53.0.9"
+DNS = "127.53.0.1"
+
+
+def need(ok, what):
+    """Skip (fail in CI) when a peer or privilege is missing."""
+    if not ok:
+        (pytest.fail if CI else pytest.skip)(f"needs {what}")
+
+
+def need_root():
+    if not IS_ROOT:
+        pytest.skip("needs root")  # privilege tests SKIP as non-root, even in CI
+
+
+def impl_dir(impl):
+    """bin/ for rqmail, /usr/bin for Debian's ucspi-tcp, the unpacked IPv6 build."""
+    d = {"rqmail": BIN, "debian": DEBIAN, "debian6": DEBIAN6}[impl]
+    need((d / "tcpserver").exists(), f"{impl} tcpserver in {d}")
+    return d
+
+
+def base_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TCP")}
+    env["DNSCACHEIP"] = NO_DNS
+    env.update(extra)
+    return env
+
+
+def tcprules(impl, cdb, text):
+    r = subprocess.run([str(impl_dir(impl) / "tcprules"), str(cdb), str(cdb) + ".tmp"],
+                       input=text.encode() if isinstance(text, str) else text, capture_output=True, timeout=120)
+    return r
+
+
+class Server:
+    """A tcpserver on an ephemeral port (from -1), with its log in a file."""
+
+    def __init__(self, exe, opts, prog, host, env, logpath):
+        self.logpath = logpath
+        self.log_file = open(logpath, "wb")
+        self.proc = subprocess.Popen([str(exe), "-1", *opts, host, "0", *prog], stdout=subprocess.PIPE,
+                                     stderr=self.log_file, env=env, start_new_session=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 10)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line.strip().isdigit():
+            self.stop()
+            raise AssertionError(f"tcpserver did not start: {self.log()}")
+        self.port = int(line)
+        self.host = host
+
+    def log(self):
+        return Path(self.logpath).read_text(errors="replace")
+
+    def wait_log(self, pred, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            text = self.log()
+            if pred(text):
+                return text
+            time.sleep(0.02)
+        raise AssertionError(f"log condition not met:\n{self.log()}")
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self.log_file.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(impl, opts, prog=[PROBE], host=..., env=...) starts a tcpserver."""
+    started = []
+
+    def start(impl, opts, prog=None, host="127.0.0.1", env=None, exe=None):
+        exe = exe or impl_dir(impl) / "tcpserver"
+        s = Server(exe, opts, prog or [PROBE], host, env or base_env(), tmp_path / f"log{len(started)}")
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def talk(port, host="127.0.0.1", src=None, send=b"", timeout=10):
+    """Connects (from src if given), sends, and reads until EOF."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        if src:
+            s.bind((src, 0))
+        s.connect((host, port))
+        if send:
+            s.sendall(send)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def probe(port, **kw):
+    """What the envprobe child saw: {'env': {...}, 'Uid': [...], ...}."""
+    out = {"env": {}}
+    for line in talk(port, **kw).decode(errors="replace").splitlines():
+        if line.startswith("ENV "):
+            k, _, v = line[4:].partition("=")
+            out["env"][k] = v
+        elif line.startswith(("Uid:", "Gid:", "Groups:")):
+            k, _, v = line.partition(":")
+            out[k] = v.split()
+        elif line.startswith(("CWD ", "FDS ")):
+            out[line[:3]] = line[4:]
+        elif line == "END":
+            out["END"] = True
+    return out
+
+
+def tcp_env(p):
+    """The variables tcpserver and the rules set (ports blanked: they differ per run)."""
+    keep = {k: v for k, v in p["env"].items()
+            if k.startswith(("TCP", "PROTO")) or k in ("RELAYCLIENT", "WHO", "RBLSMTPD", "X", "Y", "RULE")}
+    for k in ("TCPREMOTEPORT", "TCPLOCALPORT", "TCP6REMOTEPORT", "TCP6LOCALPORT"):
+        if k in keep:
+            keep[k] = "*"
+    return keep
+
+
+@pytest.fixture(scope="session")
+def dnsmasq(tmp_path_factory):
+    """dnsmasq on 127.53.0.1:53 answering for *.test and the reverse zones."""
+    need_root()
+    need(Path("/usr/sbin/dnsmasq").exists(), "dnsmasq")
+    d = tmp_path_factory.mktemp("dns")
+    records = [
+        "--host-record=host1.test,127.0.0.1",
+        "--ptr-record=1.0.0.127.in-addr.arpa,host1.test",
+        "--ptr-record=2.0.0.127.in-addr.arpa,liar.test",
+        "--host-record=liar.test,127.9.9.9",
+        "--ptr-record=3.0.0.127.in-addr.arpa,mx.sub.example.test",
+        "--host-record=mx.sub.example.test,127.0.0.3",
+        "--ptr-record=4.0.0.127.in-addr.arpa,other.example.test",
+        "--host-record=other.example.test,127.0.0.4",
+        "--ptr-record=1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa,six.test",
+        "--host-record=six.test,::1",
+    ]
+    p = subprocess.Popen(["/usr/sbin/dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                          "--bind-interfaces", f"--listen-address={DNS}", "--port=53", "--local=/test/",
+                          "--local=/in-addr.arpa/", "--local=/ip6.arpa/", f"--pid-file={d}/pid", "--user=root",
+                          *records], stdout=subprocess.DEVNULL, stderr=open(d / "log", "wb"))
+    try:
+        for _ in range(100):
+            if subprocess.run(["ss", "-lun", f"src {DNS}:53"], capture_output=True, text=True).stdout.count(DNS):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("dnsmasq did not start: " + (d / "log").read_text())
+        yield DNS
+    finally:
+        p.kill()
+        p.wait()
