@@ -141,8 +141,9 @@ def probe(port, **kw):
         elif line.startswith(("Uid:", "Gid:", "Groups:")):
             k, _, v = line.partition(":")
             out[k] = v.split()
-        elif line.startswith(("CWD ", "FDS ")):
-            out[line[:3]] = line[4:]
+        elif line.startswith(("CWD ", "FDS ", "LIMIT_AS ")):
+            k, _, v = line.partition(" ")
+            out[k] = v
         elif line == "END":
             out["END"] = True
     return out
@@ -191,3 +192,15 @@ def dnsmasq(tmp_path_factory):
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory every uid can enter (pytest's own are 0700), for files
+    that a process must read after dropping privileges."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="rqmail-test-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

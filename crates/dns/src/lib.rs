@@ -13,9 +13,7 @@ mod transport;
 
 use transport::Verdict;
 
-use simple_dns::{
-    rdata::RData, Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, RCODE, TYPE,
-};
+use simple_dns::{rdata::RData, Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, RCODE, TYPE};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -49,10 +47,7 @@ impl Resolver {
     }
 
     pub fn with_servers(servers: Vec<IpAddr>) -> Resolver {
-        let timeouts = [1, 3, 11, 45]
-            .iter()
-            .map(|&s| Duration::from_secs(s))
-            .collect();
+        let timeouts = [1, 3, 11, 45].iter().map(|&s| Duration::from_secs(s)).collect();
         Resolver {
             servers,
             timeouts,
@@ -116,10 +111,7 @@ impl Resolver {
             let Ok(p) = Packet::parse(reply) else {
                 return Verdict::Ignore;
             };
-            if p.id() != id
-                || p.questions.len() != 1
-                || !same_question(&p.questions[0], name, qtype)
-            {
+            if p.id() != id || p.questions.len() != 1 || !same_question(&p.questions[0], name, qtype) {
                 return Verdict::Ignore;
             }
             if p.has_flags(PacketFlag::TRUNCATION) {
@@ -136,8 +128,7 @@ impl Resolver {
 }
 
 fn same_question(q: &Question, name: &str, qtype: TYPE) -> bool {
-    q.qtype == QTYPE::TYPE(qtype)
-        && name_to_dot(&q.qname).eq_ignore_ascii_case(name.trim_end_matches('.'))
+    q.qtype == QTYPE::TYPE(qtype) && name_to_dot(&q.qname).eq_ignore_ascii_case(name.trim_end_matches('.'))
 }
 
 fn answers(reply: &[u8]) -> impl Iterator<Item = RData<'_>> {
@@ -211,10 +202,7 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(
-            reverse_name("127.0.0.2".parse().unwrap()),
-            "2.0.0.127.in-addr.arpa"
-        );
+        assert_eq!(reverse_name("127.0.0.2".parse().unwrap()), "2.0.0.127.in-addr.arpa");
         let v6 = reverse_name("2001:db8::1".parse().unwrap());
         assert!(v6.starts_with("1.0.0.0.0.0.0.0."));
         assert!(v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"));
@@ -226,10 +214,7 @@ mod tests {
         let conf = "search x\nnameserver 10.0.0.1\n nameserver ::1\nnameserver bad\n";
         assert_eq!(
             servers_from(None, conf),
-            [
-                "10.0.0.1".parse::<IpAddr>().unwrap(),
-                "::1".parse().unwrap()
-            ]
+            ["10.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
         );
         assert_eq!(
             servers_from(Some("127.0.0.53"), conf),
@@ -243,10 +228,7 @@ mod tests {
         let n = Name::new_unchecked("Mail.EXAMPLE.test");
         assert_eq!(name_to_dot(&n), "mail.example.test");
         let labels = [simple_dns::Label::new_unchecked(&b"a b:c"[..])];
-        assert_eq!(
-            name_to_dot(&Name::new_with_labels(&labels)),
-            "a\\040b\\072c"
-        );
+        assert_eq!(name_to_dot(&Name::new_with_labels(&labels)), "a\\040b\\072c");
     }
 
     /// A fake server on loopback answers one PTR query; checks the whole round trip.

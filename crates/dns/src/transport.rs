@@ -55,13 +55,7 @@ fn udp(
     query: &[u8],
     judge: &impl Fn(&[u8]) -> Verdict,
 ) -> Option<(Vec<u8>, Verdict)> {
-    let local: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .ok()?;
+    let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
     let sock = UdpSocket::bind(local).ok()?;
     sock.connect(server).ok()?;
     sock.send(query).ok()?;
@@ -85,8 +79,7 @@ fn tcp(server: SocketAddr, deadline: Instant, query: &[u8]) -> Option<Vec<u8>> {
     s.write_all(&msg).ok()?;
     let mut read_exact = |buf: &mut [u8]| -> Option<()> {
         let left = deadline.checked_duration_since(Instant::now())?;
-        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .ok()?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
         s.read_exact(buf).ok()
     };
     let mut len = [0u8; 2];
@@ -101,8 +94,7 @@ fn wait_readable(fd: &impl AsFd, deadline: Instant) -> io::Result<()> {
         let left = deadline
             .checked_duration_since(Instant::now())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ETIMEDOUT))?;
-        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32)
-            .unwrap_or(PollTimeout::MAX);
+        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, ms) {
             Ok(0) => continue,

@@ -21,10 +21,7 @@ impl Env {
     }
 
     pub fn get(&self, name: &str) -> Option<&OsStr> {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_os_str())
+        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_os_str())
     }
 
     /// Sets `name`, replacing an earlier value in place.
@@ -50,9 +47,7 @@ impl Env {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
-        self.vars
-            .iter()
-            .map(|(n, v)| (n.as_os_str(), v.as_os_str()))
+        self.vars.iter().map(|(n, v)| (n.as_os_str(), v.as_os_str()))
     }
 
     fn envp(&self) -> Vec<CString> {
@@ -82,10 +77,7 @@ impl Env {
         if prog.as_bytes().contains(&b'/') {
             return execve(&args[0], &args, &envp);
         }
-        let path = self
-            .get("PATH")
-            .map(OsStr::as_bytes)
-            .unwrap_or(b"/bin:/usr/bin");
+        let path = self.get("PATH").map(OsStr::as_bytes).unwrap_or(b"/bin:/usr/bin");
         let mut err = io::Error::from_raw_os_error(libc::ENOENT);
         for dir in path.split(|&b| b == b':') {
             let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
@@ -122,9 +114,7 @@ mod tests {
         e.set("B", "2");
         e.set("A", "3");
         assert_eq!(
-            e.iter()
-                .map(|(n, _)| n.to_str().unwrap())
-                .collect::<Vec<_>>(),
+            e.iter().map(|(n, _)| n.to_str().unwrap()).collect::<Vec<_>>(),
             ["A", "B"]
         );
         assert_eq!(e.get("A").unwrap(), "3");

@@ -100,10 +100,7 @@ mod tests {
     fn texts_match_djb() {
         assert_eq!(errno_str(libc::ENOENT), "file does not exist");
         assert_eq!(errno_str(libc::EADDRINUSE), "address already used");
-        assert_eq!(
-            io_str(&io::Error::other("Invalid file format")),
-            "protocol error"
-        );
+        assert_eq!(io_str(&io::Error::other("Invalid file format")), "protocol error");
         assert_eq!(errno_str(99999), "error 99999");
     }
 }

@@ -11,6 +11,12 @@ pub fn die(prog: &str, code: i32, msg: &str) -> ! {
     std::process::exit(code)
 }
 
+/// Writes `prog: usage: text` on stderr and exits 100, as djb's programs do.
+pub fn usage(prog: &str, text: &str) -> ! {
+    warn(prog, "usage", text);
+    std::process::exit(PERMANENT)
+}
+
 /// Writes `prog: kind: msg` on stderr in one write, so lines from several processes
 /// sharing a log pipe never interleave.
 pub fn warn(prog: &str, kind: &str, msg: &str) {

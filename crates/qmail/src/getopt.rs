@@ -114,10 +114,7 @@ mod tests {
 
     #[test]
     fn bundles_attached_and_separate_arguments() {
-        let (o, rest) = parse(
-            &["-HRv", "-c40", "-x", "r.cdb", "0", "smtp", "-v"],
-            "vHRc:x:",
-        );
+        let (o, rest) = parse(&["-HRv", "-c40", "-x", "r.cdb", "0", "smtp", "-v"], "vHRc:x:");
         assert_eq!(
             o,
             vec![
@@ -146,10 +143,7 @@ mod tests {
         let (o, _) = parse(&["-Z"], "v");
         assert_eq!(o[0].complaint().unwrap(), "illegal option -- Z");
         let (o, _) = parse(&["-c"], "c:");
-        assert_eq!(
-            o[0].complaint().unwrap(),
-            "option requires an argument -- c"
-        );
+        assert_eq!(o[0].complaint().unwrap(), "option requires an argument -- c");
         let (o, _) = parse(&["-:"], "c:");
         assert_eq!(o[0], Opt::Illegal(b':'));
     }

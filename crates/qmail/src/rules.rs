@@ -208,10 +208,7 @@ mod tests {
             ]
         );
         assert_eq!(parse_record(b""), vec![]);
-        assert_eq!(
-            parse_record(b"+A=1"),
-            vec![Item::Set(b"A".to_vec(), b"1".to_vec())]
-        );
+        assert_eq!(parse_record(b"+A=1"), vec![Item::Set(b"A".to_vec(), b"1".to_vec())]);
     }
 
     #[test]

@@ -16,12 +16,8 @@ const MAX_KEYS: u32 = 4096;
 
 /// The keys for `block` (`ADDRESS/LEN`), or why it cannot be expanded.
 pub fn expand(block: &str) -> Result<Vec<Vec<u8>>, String> {
-    let (addr, len) = block
-        .split_once('/')
-        .ok_or_else(|| format!("bad CIDR block {block}"))?;
-    let len: u32 = len
-        .parse()
-        .map_err(|_| format!("bad prefix length in {block}"))?;
+    let (addr, len) = block.split_once('/').ok_or_else(|| format!("bad CIDR block {block}"))?;
+    let len: u32 = len.parse().map_err(|_| format!("bad prefix length in {block}"))?;
     if let Ok(v4) = addr.parse::<Ipv4Addr>() {
         return expand4(v4, len).map_err(|why| format!("{block}: {why}"));
     }
@@ -97,18 +93,13 @@ fn group_keys(g: &[u16]) -> Result<Vec<Vec<u8>>, String> {
             run += 1;
         } else {
             if run >= 2 {
-                return Err(
-                    "'::' inside the prefix is ambiguous; no prefix keys express it".into(),
-                );
+                return Err("'::' inside the prefix is ambiguous; no prefix keys express it".into());
             }
             run = 0;
         }
     }
     if trailing >= 3 {
-        return Err(
-            "three or more zero groups at the end of the prefix cannot be told apart from two"
-                .into(),
-        );
+        return Err("three or more zero groups at the end of the prefix cannot be told apart from two".into());
     }
     let hex = |s: &[u16]| s.iter().map(|x| format!("{x:x}:")).collect::<String>();
     let mut keys = vec![hex(g).into_bytes()];
@@ -131,9 +122,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn strs(v: Vec<Vec<u8>>) -> Vec<String> {
-        v.into_iter()
-            .map(|k| String::from_utf8(k).unwrap())
-            .collect()
+        v.into_iter().map(|k| String::from_utf8(k).unwrap()).collect()
     }
 
     #[test]
@@ -154,14 +143,8 @@ mod tests {
     #[test]
     fn ipv6_blocks() {
         assert_eq!(strs(expand("2001:db8::/32").unwrap()), ["2001:db8:"]);
-        assert_eq!(
-            strs(expand("2001:db8::/48").unwrap()),
-            ["2001:db8:0:", "2001:db8::"]
-        );
-        assert_eq!(
-            strs(expand("2001:db8::/64").unwrap()),
-            ["2001:db8:0:0:", "2001:db8::"]
-        );
+        assert_eq!(strs(expand("2001:db8::/48").unwrap()), ["2001:db8:0:", "2001:db8::"]);
+        assert_eq!(strs(expand("2001:db8::/64").unwrap()), ["2001:db8:0:0:", "2001:db8::"]);
         assert_eq!(strs(expand("::1/128").unwrap()), ["::1"]);
         assert_eq!(expand("2001:db8::/30").unwrap().len(), 4);
         assert!(expand("2001:db8::/80").is_err());
@@ -192,10 +175,7 @@ mod tests {
         for block in blocks {
             let keys: HashSet<Vec<u8>> = expand(block).unwrap().into_iter().collect();
             let (net, len) = block.split_once('/').unwrap();
-            let (net, len): (u128, u32) = (
-                net.parse::<Ipv6Addr>().unwrap().into(),
-                len.parse().unwrap(),
-            );
+            let (net, len): (u128, u32) = (net.parse::<Ipv6Addr>().unwrap().into(), len.parse().unwrap());
             for n in 0..20000 {
                 // Half inside the block, half anywhere; many zero groups, to hit `::`.
                 let mut a = (u128::from(rand()) << 64) | u128::from(rand());

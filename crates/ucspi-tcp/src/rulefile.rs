@@ -54,6 +54,10 @@ pub fn parse_line<'a>(line: &'a [u8], data: &mut Vec<u8>) -> Result<Keys<'a>, Pa
         return Ok(Keys::Many(Vec::new()));
     }
     let line = trimmed(line);
+    if line.contains(&0) {
+        // A NUL would end the record item early and smuggle in another variable.
+        return err("NUL byte in line");
+    }
     let Some(colon) = separator(line) else {
         return Ok(Keys::Many(Vec::new()));
     };
@@ -80,10 +84,7 @@ pub fn parse_line<'a>(line: &'a [u8], data: &mut Vec<u8>) -> Result<Keys<'a>, Pa
             .ok_or(ParseError("expected VAR=\"value\"".into()))?;
         let name = &r[..eq];
         if !valid_env_name(name) {
-            return err(format!(
-                "bad variable name '{}'",
-                String::from_utf8_lossy(name)
-            ));
+            return err(format!("bad variable name '{}'", String::from_utf8_lossy(name)));
         }
         let Some(&quote) = r.get(eq + 1) else {
             return err("nothing after '='; write VAR=\"\" for an empty value");
@@ -146,10 +147,7 @@ fn keys(address: &[u8]) -> Result<Keys<'_>, ParseError> {
 /// one after it (up to the next `.`); empty numbers count as 0, the upper bound is
 /// clamped to 255, and a lower bound above the upper one yields no keys at all.
 fn range(address: &[u8], dash: usize) -> Result<Vec<Vec<u8>>, ParseError> {
-    let left = address[..dash]
-        .iter()
-        .rposition(|&b| b == b'.')
-        .map_or(0, |i| i + 1);
+    let left = address[..dash].iter().rposition(|&b| b == b'.').map_or(0, |i| i + 1);
     let right = dash
         + 1
         + address[dash + 1..]
@@ -160,21 +158,13 @@ fn range(address: &[u8], dash: usize) -> Result<Vec<Vec<u8>>, ParseError> {
         if !s.iter().all(u8::is_ascii_digit) {
             return err("bad range: expected numbers around '-'");
         }
-        Ok(s.iter().fold(0u64, |n, d| {
-            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-        }))
+        Ok(s.iter()
+            .fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
     };
     let low = number(&address[left..dash])?;
     let high = number(&address[dash + 1..right])?.min(255);
     Ok((low..=high)
-        .map(|n| {
-            [
-                &address[..left],
-                n.to_string().as_bytes(),
-                &address[right..],
-            ]
-            .concat()
-        })
+        .map(|n| [&address[..left], n.to_string().as_bytes(), &address[right..]].concat())
         .collect())
 }
 
@@ -220,10 +210,7 @@ mod tests {
             recs("172.16.0.1:allow,A=\"1\",B='two',C=|x y|,D=\"\""),
             one("172.16.0.1", "+A=1\0+B=two\0+C=x y\0+D=\0")
         );
-        assert_eq!(
-            recs("10.9.9.9:deny,FOO=\"bar\""),
-            one("10.9.9.9", "D\0+FOO=bar\0")
-        );
+        assert_eq!(recs("10.9.9.9:deny,FOO=\"bar\""), one("10.9.9.9", "D\0+FOO=bar\0"));
         assert_eq!(recs("172.16.0.2:allow   \n"), one("172.16.0.2", ""));
         assert_eq!(
             recs("1.2.3.4:allow,FOO=\"a,b\",N=%with spaces and \"quotes\"%"),
@@ -243,10 +230,7 @@ mod tests {
     #[test]
     fn ranges() {
         let keys = |l: &str| recs(l).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(
-            keys("10.1.2.3-5:deny"),
-            ["10.1.2.3", "10.1.2.4", "10.1.2.5"]
-        );
+        assert_eq!(keys("10.1.2.3-5:deny"), ["10.1.2.3", "10.1.2.4", "10.1.2.5"]);
         assert_eq!(keys("10.2-3.:allow"), ["10.2.", "10.3."]);
         assert_eq!(keys("1.2.3.-2:allow"), ["1.2.3.0", "1.2.3.1", "1.2.3.2"]);
         assert_eq!(keys("1.2.3.254-300:allow"), ["1.2.3.254", "1.2.3.255"]);
@@ -276,5 +260,6 @@ mod tests {
         assert!(e("1.2.3.4:allow,=\"\"").contains("variable name"));
         assert!(e("1.2.3.4:allow,FOO BAR=\"x\"").contains("variable name"));
         assert!(e("1.2.3.4:allow,X=\"a\"b").contains("comma"));
+        assert!(e("1.2.3.4:allow,X=\"a\0+PATH=/x\"").contains("NUL"));
     }
 }

@@ -30,15 +30,9 @@ fn temporary(what: &str, e: &io::Error) -> Failure {
 /// Compiles `input` into `cdb` by way of `tmp`.
 pub fn compile(input: impl BufRead, cdb: &Path, tmp: &Path) -> Result<(), Failure> {
     let tmp_shown = tmp.display();
-    let file =
-        File::create(tmp).map_err(|e| temporary(&format!("unable to create {tmp_shown}"), &e))?;
+    let file = File::create(tmp).map_err(|e| temporary(&format!("unable to create {tmp_shown}"), &e))?;
     let result = write_records(input, file, tmp).and_then(|()| {
-        fs::rename(tmp, cdb).map_err(|e| {
-            temporary(
-                &format!("unable to move {tmp_shown} to {}", cdb.display()),
-                &e,
-            )
-        })?;
+        fs::rename(tmp, cdb).map_err(|e| temporary(&format!("unable to move {tmp_shown} to {}", cdb.display()), &e))?;
         sync_dir(cdb).map_err(|e| temporary("unable to sync directory", &e))
     });
     if result.is_err() {
@@ -77,9 +71,7 @@ fn write_records(mut input: impl BufRead, file: File, tmp: &Path) -> Result<(), 
     }
     db.finish().map_err(write_err)?;
     // CDBMake flushes but cannot fsync; any descriptor of the file can.
-    File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(write_err)
+    File::open(tmp).and_then(|f| f.sync_all()).map_err(write_err)
 }
 
 fn sync_dir(file: &Path) -> io::Result<()> {

@@ -1,6 +1,6 @@
 //! Reports what a program started by tcpserver (or checkpassword, ...) sees, on
 //! stdout: `ENV name=value` lines (sorted), the Uid/Gid/Groups lines of
-//! /proc/self/status, `CWD dir` and `FDS n n ...`; then `END`. With an argument N it
+//! /proc/self/status, `LIMIT_AS` (the soft address-space limit), `CWD dir` and `FDS n n ...`; then `END`. With an argument N it
 //! first sleeps N seconds; `-` as argument prints nothing but `ok` (the trivial child
 //! for benchmarks).
 
@@ -28,12 +28,11 @@ fn main() {
         .lines()
         .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:") || l.starts_with("Groups:"))
     {
-        writeln!(
-            out,
-            "{}",
-            line.split_whitespace().collect::<Vec<_>>().join(" ")
-        )
-        .unwrap();
+        writeln!(out, "{}", line.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap();
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    if let Some(l) = limits.lines().find(|l| l.starts_with("Max address space")) {
+        writeln!(out, "LIMIT_AS {}", l.split_whitespace().nth(3).unwrap_or("")).unwrap();
     }
     writeln!(
         out,
@@ -44,10 +43,7 @@ fn main() {
     )
     .unwrap();
     let mut fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default();
     fds.sort();
     writeln!(

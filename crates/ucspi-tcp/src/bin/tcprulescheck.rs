@@ -3,14 +3,10 @@ use std::io::Write;
 
 fn main() {
     let Some(cdb) = std::env::args_os().nth(1) else {
-        qmail::exit::die("tcprulescheck", 100, "usage: tcprulescheck rules.cdb");
+        qmail::exit::usage("tcprulescheck", "tcprulescheck rules.cdb");
     };
     let var = |n| std::env::var(n).ok();
-    let (ip, host, info) = (
-        var("TCPREMOTEIP"),
-        var("TCPREMOTEHOST"),
-        var("TCPREMOTEINFO"),
-    );
+    let (ip, host, info) = (var("TCPREMOTEIP"), var("TCPREMOTEHOST"), var("TCPREMOTEINFO"));
     let client = Client {
         ip: ip.as_deref().unwrap_or("0.0.0.0"),
         host: host.as_deref(),

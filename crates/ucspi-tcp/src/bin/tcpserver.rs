@@ -1,5 +1,3 @@
 fn main() {
-    std::process::exit(ucspi_tcp::tcpserver::main(
-        std::env::args_os().skip(1).collect(),
-    ));
+    std::process::exit(ucspi_tcp::tcpserver::main(std::env::args_os().skip(1).collect()));
 }

@@ -41,13 +41,7 @@ fn real(ip: IpAddr) -> IpAddr {
     }
 }
 
-pub fn run(
-    o: &Options,
-    conn: TcpStream,
-    peer: SocketAddr,
-    resolver: &dns::Resolver,
-    log: Log,
-) -> ! {
+pub fn run(o: &Options, conn: TcpStream, peer: SocketAddr, resolver: &dns::Resolver, log: Log) -> ! {
     let (remote_ip, _) = show(peer.ip(), o.ipv6_form);
     log.info(&format!("pid {} from {remote_ip}", std::process::id()));
     let fatal = |what: String| -> ! {
@@ -132,10 +126,7 @@ pub fn run(
     let denied = rule.as_ref().is_some_and(Rule::denies);
     for (name, value) in rule.iter().flat_map(Rule::vars) {
         use std::os::unix::ffi::OsStrExt;
-        env.set(
-            std::ffi::OsStr::from_bytes(name),
-            std::ffi::OsStr::from_bytes(value),
-        );
+        env.set(std::ffi::OsStr::from_bytes(name), std::ffi::OsStr::from_bytes(value));
     }
 
     // The log shows what tcpserver found, not what the rules overrode.

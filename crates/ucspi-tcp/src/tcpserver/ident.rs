@@ -18,8 +18,7 @@ pub fn query(local: SocketAddr, remote: SocketAddr, timeout: Duration) -> Option
     let mut buf = [0u8; 128];
     while !reply.contains(&b'\n') && reply.len() < 512 {
         let left = deadline.checked_duration_since(Instant::now())?;
-        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .ok()?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => reply.extend_from_slice(&buf[..n]),
@@ -49,9 +48,7 @@ pub fn parse_reply(reply: &[u8]) -> String {
 }
 
 fn connect_from(local: SocketAddr, remote: SocketAddr, timeout: Duration) -> Option<TcpStream> {
-    use nix::sys::socket::{
-        bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage,
-    };
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
     use std::os::fd::AsRawFd;
     let family = if local.is_ipv4() {
         AddressFamily::Inet
@@ -65,11 +62,7 @@ fn connect_from(local: SocketAddr, remote: SocketAddr, timeout: Duration) -> Opt
         None,
     )
     .ok()?;
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrStorage::from(SocketAddr::new(local.ip(), 0)),
-    )
-    .ok()?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(local.ip(), 0))).ok()?;
     match connect(fd.as_raw_fd(), &SockaddrStorage::from(remote)) {
         Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
         Err(_) => return None,
@@ -79,8 +72,7 @@ fn connect_from(local: SocketAddr, remote: SocketAddr, timeout: Duration) -> Opt
         std::os::fd::AsFd::as_fd(&stream),
         nix::poll::PollFlags::POLLOUT,
     )];
-    let ms =
-        nix::poll::PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).ok()?;
+    let ms = nix::poll::PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).ok()?;
     if nix::poll::poll(&mut fds, ms).ok()? == 0 || stream.take_error().ok()?.is_some() {
         return None;
     }
@@ -95,10 +87,7 @@ mod tests {
     #[test]
     fn replies_as_0_88_reads_them() {
         assert_eq!(parse_reply(b"6191, 23 : USERID : UNIX : joe\r\n"), "joe");
-        assert_eq!(
-            parse_reply(b"1 , 2 : USERID : UNIX , UTF-8 :  j o:e \r\n"),
-            "jo:e"
-        );
+        assert_eq!(parse_reply(b"1 , 2 : USERID : UNIX , UTF-8 :  j o:e \r\n"), "jo:e");
         assert_eq!(parse_reply(b"1 , 2 : ERROR : NO-USER\r\n"), "");
         assert_eq!(
             parse_reply(&[b"1,2:USERID:UNIX:".as_slice(), &[b'x'; 400]].concat()).len(),

@@ -4,8 +4,7 @@
 use super::options::Options;
 use super::services;
 use nix::sys::socket::{
-    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
-    SockaddrStorage,
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage,
 };
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -16,15 +15,12 @@ pub type Fatal = String;
 
 /// Binds and listens as the options say.
 pub fn open(o: &Options) -> Result<TcpListener, Fatal> {
-    let port = services::resolve(&o.port)
-        .ok_or_else(|| format!("unable to figure out port number for {}", o.port))?;
+    let port = services::resolve(&o.port).ok_or_else(|| format!("unable to figure out port number for {}", o.port))?;
     let addrs = addresses(o)?;
     let mut last = io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
     for ip in addrs {
         let scope = match (&o.interface, ip) {
-            (Some(name), IpAddr::V6(_)) => {
-                nix::net::if_::if_nametoindex(name.as_str()).unwrap_or(0)
-            }
+            (Some(name), IpAddr::V6(_)) => nix::net::if_::if_nametoindex(name.as_str()).unwrap_or(0),
             _ => 0,
         };
         match bound(ip, port, scope, o.backlog) {
@@ -51,25 +47,10 @@ fn addresses(o: &Options) -> Result<Vec<IpAddr>, Fatal> {
         return Ok(vec![ip]);
     }
     let r = dns::Resolver::from_env();
-    let tmp = |e: dns::Temporary| {
-        format!(
-            "temporarily unable to figure out IP address for {}: {e}",
-            o.host
-        )
-    };
-    let mut ips: Vec<IpAddr> = r
-        .ip4(&o.host)
-        .map_err(tmp)?
-        .into_iter()
-        .map(IpAddr::V4)
-        .collect();
+    let tmp = |e: dns::Temporary| format!("temporarily unable to figure out IP address for {}: {e}", o.host);
+    let mut ips: Vec<IpAddr> = r.ip4(&o.host).map_err(tmp)?.into_iter().map(IpAddr::V4).collect();
     if ips.is_empty() && !o.ipv4_only {
-        ips = r
-            .ip6(&o.host)
-            .map_err(tmp)?
-            .into_iter()
-            .map(IpAddr::V6)
-            .collect();
+        ips = r.ip6(&o.host).map_err(tmp)?.into_iter().map(IpAddr::V6).collect();
     }
     match ips.first() {
         Some(&ip) => Ok(vec![ip]),

@@ -49,10 +49,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         } else {
             "uid"
         };
-        log.fatal(
-            111,
-            &format!("unable to set {which}: {}", qmail::errstr::io_str(&e)),
-        );
+        log.fatal(111, &format!("unable to set {which}: {}", qmail::errstr::io_str(&e)));
     }
     serve::run(&o, listener, log)
 }

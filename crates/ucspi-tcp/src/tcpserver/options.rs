@@ -51,9 +51,7 @@ fn scan_ulong(s: &OsString) -> u64 {
     s.to_string_lossy()
         .bytes()
         .take_while(u8::is_ascii_digit)
-        .fold(0u64, |n, d| {
-            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-        })
+        .fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')))
 }
 
 /// A uid or gid must be all digits: 0.88 silently ran as root on `-u nobody` or on an
@@ -70,10 +68,7 @@ fn numeric_id(what: &str, s: &str) -> Result<Option<u32>, Refused> {
 }
 
 impl Options {
-    pub fn parse(
-        args: Vec<OsString>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Options, Refused> {
+    pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<String>) -> Result<Options, Refused> {
         let mut o = Options {
             verbosity: 1,
             limit: 40,
@@ -173,32 +168,23 @@ mod tests {
     use super::*;
 
     fn parse(words: &str) -> Result<Options, Refused> {
-        Options::parse(
-            words.split(' ').map(OsString::from).collect(),
-            |n| match n {
-                "UID" => Some("1001".into()),
-                "GID" => Some("1002".into()),
-                _ => None,
-            },
-        )
+        Options::parse(words.split(' ').map(OsString::from).collect(), |n| match n {
+            "UID" => Some("1001".into()),
+            "GID" => Some("1002".into()),
+            _ => None,
+        })
     }
 
     #[test]
     fn the_seed_line() {
-        let o = parse(
-            "-H -R -l 0 -t 1 -v -p -x /etc/tcp.smtp.cdb -u 1005 -g 1006 0 smtp qmail-smtpd a b",
-        )
-        .unwrap();
+        let o = parse("-H -R -l 0 -t 1 -v -p -x /etc/tcp.smtp.cdb -u 1005 -g 1006 0 smtp qmail-smtpd a b").unwrap();
         assert!(!o.remote_host && !o.ident && o.paranoid);
         assert_eq!(
             (o.verbosity, o.ident_timeout, o.local_name.as_deref()),
             (2, 1, Some("0"))
         );
         assert_eq!((o.uid, o.gid), (Some(1005), Some(1006)));
-        assert_eq!(
-            (o.host.as_str(), o.port.as_str(), o.program.len()),
-            ("0", "smtp", 3)
-        );
+        assert_eq!((o.host.as_str(), o.port.as_str(), o.program.len()), ("0", "smtp", 3));
         assert_eq!(o.rules.unwrap(), PathBuf::from("/etc/tcp.smtp.cdb"));
     }
 

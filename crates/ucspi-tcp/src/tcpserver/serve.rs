@@ -46,9 +46,7 @@ pub fn run(o: &Options, listener: TcpListener, log: Log) -> ! {
         while let Ok(w) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             let (pid, raw) = match w {
                 WaitStatus::Exited(pid, code) => (pid, code << 8),
-                WaitStatus::Signaled(pid, sig, core) => {
-                    (pid, sig as i32 | if core { 0x80 } else { 0 })
-                }
+                WaitStatus::Signaled(pid, sig, core) => (pid, sig as i32 | if core { 0x80 } else { 0 }),
                 _ => break,
             };
             children = children.saturating_sub(1);
@@ -65,10 +63,7 @@ pub fn run(o: &Options, listener: TcpListener, log: Log) -> ! {
             Err(Errno::EINTR) => continue,
             Err(e) => log.fatal(
                 111,
-                &format!(
-                    "unable to wait for connections: {}",
-                    qmail::errstr::errno_str(e as i32)
-                ),
+                &format!("unable to wait for connections: {}", qmail::errstr::errno_str(e as i32)),
             ),
         }
         let (conn, peer) = match listener.accept() {

@@ -8,8 +8,7 @@ pub fn tcp_port(services: &str, name: &str) -> Option<u16> {
         let mut words = line.split_whitespace();
         let (service, port) = (words.next()?, words.next()?);
         let (number, proto) = port.split_once('/')?;
-        (proto == "tcp" && (service == name || words.any(|alias| alias == name)))
-            .then(|| number.parse().ok())?
+        (proto == "tcp" && (service == name || words.any(|alias| alias == name))).then(|| number.parse().ok())?
     })
 }
 
@@ -18,10 +17,7 @@ pub fn resolve(port: &str) -> Option<u16> {
     if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
         return port.parse().ok();
     }
-    tcp_port(
-        &std::fs::read_to_string("/etc/services").unwrap_or_default(),
-        port,
-    )
+    tcp_port(&std::fs::read_to_string("/etc/services").unwrap_or_default(), port)
 }
 
 #[cfg(test)]
