@@ -78,10 +78,9 @@ pub fn parse_line<'a>(line: &'a [u8], data: &mut Vec<u8>) -> Result<Keys<'a>, Pa
                 "expected a comma before the next variable"
             });
         };
-        let eq = r
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or(ParseError("expected VAR=\"value\"".into()))?;
+        let Some(eq) = r.iter().position(|&b| b == b'=') else {
+            return err("expected VAR=\"value\"");
+        };
         let name = &r[..eq];
         if !valid_env_name(name) {
             return err(format!("bad variable name '{}'", String::from_utf8_lossy(name)));
