@@ -48,20 +48,9 @@ pub fn parse_reply(reply: &[u8]) -> String {
 }
 
 fn connect_from(local: SocketAddr, remote: SocketAddr, timeout: Duration) -> Option<TcpStream> {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use nix::sys::socket::{bind, connect, SockaddrStorage};
     use std::os::fd::AsRawFd;
-    let family = if local.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd = socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )
-    .ok()?;
+    let fd = super::listen::tcp_socket(local.ip()).ok()?;
     bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(local.ip(), 0))).ok()?;
     match connect(fd.as_raw_fd(), &SockaddrStorage::from(remote)) {
         Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}

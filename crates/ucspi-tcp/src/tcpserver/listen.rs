@@ -58,18 +58,23 @@ fn addresses(o: &Options) -> Result<Vec<IpAddr>, Fatal> {
     }
 }
 
-fn bound(ip: IpAddr, port: u16, scope: u32, backlog: u64) -> io::Result<TcpListener> {
+/// A non-blocking, close-on-exec TCP socket of `ip`'s family.
+pub(super) fn tcp_socket(ip: IpAddr) -> nix::Result<std::os::fd::OwnedFd> {
     let family = if ip.is_ipv4() {
         AddressFamily::Inet
     } else {
         AddressFamily::Inet6
     };
-    let fd = socket(
+    socket(
         family,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
-    )?;
+    )
+}
+
+fn bound(ip: IpAddr, port: u16, scope: u32, backlog: u64) -> io::Result<TcpListener> {
+    let fd = tcp_socket(ip)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     if ip.is_ipv6() {
         // `::` takes IPv4 clients too; a specific IPv6 address only its own family.
