@@ -55,10 +55,6 @@ impl Resolver {
         }
     }
 
-    pub fn servers(&self) -> &[IpAddr] {
-        &self.servers
-    }
-
     /// The first PTR name of `ip`, or None if it has none.
     pub fn ptr(&self, ip: IpAddr) -> Result<Option<String>> {
         let reply = self.query(&reverse_name(ip), TYPE::PTR)?;
