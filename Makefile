@@ -2,7 +2,7 @@
 # Programs land in bin/; test helpers in target/test-bin/.
 
 TARGET ?= x86_64-unknown-linux-musl
-PROGRAMS = tcpserver tcprules tcprulescheck
+PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread
 TESTPROGS = envprobe connbench
 PREFIX ?= /usr/local
 CARGO ?= cargo

@@ -24,3 +24,11 @@ pub fn warn(prog: &str, kind: &str, msg: &str) {
     let line = format!("{prog}: {kind}: {msg}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
+
+/// For a refused command line: getopt's complaint, if any, then the usage line.
+pub fn bad_option(prog: &str, opt: &crate::getopt::Opt, text: &str) -> ! {
+    if let Some(c) = opt.complaint() {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{prog}: {c}\n").as_bytes());
+    }
+    usage(prog, text)
+}

@@ -12,14 +12,25 @@
 //! - [`env`]: an explicit environment for a child, and `execvp` with it.
 //! - [`privs`]: dropping root (setgroups, setgid, setuid, then checking it stuck).
 //! - [`rules`]: the ucspi-tcp rules CDB matcher that tcpserver and tcprulescheck use.
+//! - [`home`], [`ids`], [`control`]: where an instance lives, its users' ids, its
+//!   one-setting-per-file configuration.
+//! - [`queuedir`], [`queueclient`]: the queue's file names, and the client side of
+//!   qmail-queue that every program queueing mail uses.
+//! - [`date822`]: qmail's UTC dates.
 //!
 //! Design decisions a reader must know: every program is single-threaded and does
 //! blocking IO, and must fit the seeds' `softlimit -m 2000000`, so nothing here keeps
 //! large buffers or maps large files for longer than one lookup.
 
+pub mod control;
+pub mod date822;
 pub mod env;
 pub mod errstr;
 pub mod exit;
 pub mod getopt;
+pub mod home;
+pub mod ids;
 pub mod privs;
+pub mod queueclient;
+pub mod queuedir;
 pub mod rules;

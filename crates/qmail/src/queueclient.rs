@@ -1,0 +1,250 @@
+//! The client side of qmail-queue (qmail's qmail.c), for every program that queues
+//! mail: qmail-inject, qmail-smtpd, qmail-local forwards, qmail-send bounces.
+//!
+//! The child is `$QMAILQUEUE` if set and non-empty, else `bin/qmail-queue`, started in
+//! QMAILHOME with no PATH search, with the message pipe on fd 0, the envelope pipe on
+//! fd 1 and an error pipe on fd 6 (and on `$ERROR_FD` if set), so qmail-qfilter, spam
+//! and virus scanners written for netqmail or notqmail keep working. Its exit code
+//! becomes qmail's text: `D…` for permanent, `Z…` for temporary (queue.md §1.5).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub struct Queue {
+    child: Child,
+    message: Option<File>,
+    envelope: Vec<u8>,
+    envelope_pipe: Option<File>,
+    errors: File,
+    /// A write to the child failed: it may have queued a truncated message.
+    failed: bool,
+}
+
+/// Why the message was not queued, as qmail's client reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub permanent: bool,
+    /// Without the leading D/Z, e.g. `qq write error or disk full (#4.3.0)`.
+    pub text: String,
+}
+
+impl Queue {
+    /// Starts the queue program. The caller writes the message, then calls
+    /// [`Queue::from`], [`Queue::to`] and [`Queue::close`].
+    pub fn open(home: &Path) -> io::Result<Queue> {
+        let program = match std::env::var_os("QMAILQUEUE") {
+            Some(p) if !p.is_empty() => p,
+            _ => "bin/qmail-queue".into(),
+        };
+        // execv, not execvp: a name without a slash is still relative to QMAILHOME.
+        let program = if program.as_encoded_bytes().contains(&b'/') {
+            program
+        } else {
+            let mut p = std::ffi::OsString::from("./");
+            p.push(&program);
+            p
+        };
+        let (msg_r, msg_w) = pipe()?;
+        let (env_r, env_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let err_fd = err_w.as_raw_fd();
+        let extra_fd = std::env::var("ERROR_FD")
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .filter(|&fd| fd > 2);
+        let mut cmd = Command::new(&program);
+        cmd.current_dir(home)
+            .stdin(Stdio::from(msg_r))
+            .stdout(Stdio::from(env_r));
+        // SAFETY: only dup2 and fcntl between fork and exec; both are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                for target in std::iter::once(6).chain(extra_fd) {
+                    if err_fd == target {
+                        libc::fcntl(err_fd, libc::F_SETFD, 0);
+                    } else if libc::dup2(err_fd, target) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(err_w);
+        Ok(Queue {
+            child,
+            message: Some(File::from(msg_w)),
+            envelope: Vec::new(),
+            envelope_pipe: Some(File::from(env_w)),
+            errors: File::from(err_r),
+            failed: false,
+        })
+    }
+
+    /// The pid of the queue program: qmail's `qp` in log lines.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Appends message bytes. A failure is remembered, not returned: qmail's clients
+    /// go on and report it at close, as `qq read error`.
+    pub fn put(&mut self, data: &[u8]) {
+        if let Some(m) = &mut self.message {
+            if m.write_all(data).is_err() {
+                self.failed = true;
+                self.message = None;
+            }
+        }
+    }
+
+    /// Ends the message and records the envelope sender.
+    pub fn from(&mut self, sender: &[u8]) {
+        self.message = None;
+        self.record(b'F', sender);
+    }
+
+    pub fn to(&mut self, recipient: &[u8]) {
+        self.record(b'T', recipient);
+    }
+
+    fn record(&mut self, kind: u8, addr: &[u8]) {
+        self.envelope.push(kind);
+        self.envelope.extend_from_slice(addr);
+        self.envelope.push(0);
+        if self.envelope.len() >= 4096 {
+            self.flush_envelope();
+        }
+    }
+
+    fn flush_envelope(&mut self) {
+        if let Some(p) = &mut self.envelope_pipe {
+            if p.write_all(&self.envelope).is_err() {
+                self.failed = true;
+                self.envelope_pipe = None;
+            }
+        }
+        self.envelope.clear();
+    }
+
+    /// Ends the envelope, waits for the queue program and says whether the message
+    /// is queued.
+    pub fn close(mut self) -> Result<(), Refusal> {
+        self.message = None;
+        self.envelope.push(0);
+        self.flush_envelope();
+        self.envelope_pipe = None;
+        let mut text = Vec::new();
+        let _ = (&mut self.errors).take(255).read_to_end(&mut text);
+        let status = loop {
+            match self.child.wait() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(temp("qq waitpid surprise (#4.3.0)")),
+            }
+        };
+        match status.code() {
+            None if status.signal().is_some() => Err(temp("qq crashed (#4.3.0)")),
+            None => Err(temp("qq waitpid surprise (#4.3.0)")),
+            Some(0) if self.failed => Err(temp("qq read error (#4.3.0)")),
+            Some(code) => refusal(code, &text).map_or(Ok(()), Err),
+        }
+    }
+}
+
+/// An unstartable queue program, as qmail's clients say it.
+pub fn exec_failure() -> Refusal {
+    temp("unable to exec qq (#4.3.0)")
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
+fn temp(text: &str) -> Refusal {
+    Refusal {
+        permanent: false,
+        text: text.into(),
+    }
+}
+
+fn perm(text: &str) -> Refusal {
+    Refusal {
+        permanent: true,
+        text: text.into(),
+    }
+}
+
+/// qmail's table of exit codes (queue.md §1.5); `custom` is what the program wrote on
+/// its error descriptor, used for 82 and 88 when it says D… or Z….
+pub fn refusal(code: i32, custom: &[u8]) -> Option<Refusal> {
+    Some(match code {
+        0 => return None,
+        82 | 88 if custom.len() > 2 && matches!(custom[0], b'D' | b'Z') => {
+            let text = String::from_utf8_lossy(&custom[1..]);
+            let text = text.trim_end_matches(['\n', '\r', '\0']).to_string();
+            Refusal {
+                permanent: custom[0] == b'D',
+                text,
+            }
+        }
+        11 | 115 => perm("envelope address too long for qq (#5.1.3)"),
+        31 => perm("mail server permanently rejected message (#5.3.0)"),
+        51 => temp("qq out of memory (#4.3.0)"),
+        52 => temp("qq timeout (#4.3.0)"),
+        53 => temp("qq write error or disk full (#4.3.0)"),
+        54 => temp("qq read error (#4.3.0)"),
+        55 => temp("qq unable to read configuration (#4.3.0)"),
+        56 => temp("qq trouble making network connection (#4.3.0)"),
+        61 => temp("qq trouble in home directory (#4.3.0)"),
+        62..=66 => temp("qq trouble creating files in queue (#4.3.0)"),
+        71 => temp("mail server temporarily rejected message (#4.3.0)"),
+        72 => temp("connection to mail server timed out (#4.4.1)"),
+        73 => temp("connection to mail server rejected (#4.4.1)"),
+        74 => temp("communication with mail server failed (#4.4.2)"),
+        81 | 91 => temp("qq internal bug (#4.3.0)"),
+        120 => exec_failure(),
+        11..=40 => perm("qq permanent problem (#5.3.0)"),
+        _ => temp("qq temporary problem (#4.3.0)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_map_to_qmails_texts() {
+        assert_eq!(refusal(0, b""), None);
+        assert_eq!(
+            refusal(11, b"").unwrap(),
+            perm("envelope address too long for qq (#5.1.3)")
+        );
+        assert_eq!(refusal(31, b"").unwrap().permanent, true);
+        assert_eq!(refusal(25, b"").unwrap(), perm("qq permanent problem (#5.3.0)"));
+        assert_eq!(refusal(75, b"").unwrap(), temp("qq temporary problem (#4.3.0)"));
+        assert_eq!(refusal(91, b"").unwrap(), temp("qq internal bug (#4.3.0)"));
+        assert_eq!(
+            refusal(64, b"").unwrap(),
+            temp("qq trouble creating files in queue (#4.3.0)")
+        );
+    }
+
+    #[test]
+    fn custom_texts_on_82_and_88() {
+        assert_eq!(
+            refusal(82, b"DVirus found (#5.7.1)\n").unwrap(),
+            perm("Virus found (#5.7.1)")
+        );
+        assert_eq!(
+            refusal(88, b"Zgreylisted (#4.7.1)").unwrap(),
+            temp("greylisted (#4.7.1)")
+        );
+        // Too short or without D/Z: the generic text.
+        assert_eq!(refusal(82, b"D").unwrap(), temp("qq temporary problem (#4.3.0)"));
+        assert_eq!(refusal(82, b"Virus").unwrap(), temp("qq temporary problem (#4.3.0)"));
+    }
+}

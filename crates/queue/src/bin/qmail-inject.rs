@@ -1,0 +1,42 @@
+//! qmail-inject [-nNaAhH] [-fsender] [recip ...]: see queue::inject.
+use qmail::getopt::{Getopt, Opt};
+use queue::inject::{inject, Options, Recipients, Settings};
+
+const PROG: &str = "qmail-inject";
+
+fn main() {
+    let mut g = Getopt::new(std::env::args_os().skip(1).collect(), "aAhHnNf:");
+    let mut opts = Options {
+        recipients: Recipients::Default,
+        queue: true,
+        sender: None,
+        args: Vec::new(),
+    };
+    let mut from = None;
+    for o in g.by_ref() {
+        match o {
+            Opt::Ok(b'a', _) => opts.recipients = Recipients::Args,
+            Opt::Ok(b'A', _) => opts.recipients = Recipients::Default,
+            Opt::Ok(b'h', _) => opts.recipients = Recipients::Header,
+            Opt::Ok(b'H', _) => opts.recipients = Recipients::Both,
+            Opt::Ok(b'n', _) => opts.queue = false,
+            Opt::Ok(b'N', _) => opts.queue = true,
+            Opt::Ok(b'f', Some(s)) => from = Some(s.into_encoded_bytes()),
+            bad => qmail::exit::bad_option(PROG, &bad, "qmail-inject [ -nNaAhH ] [ -fsender ] [ recip ... ]"),
+        }
+    }
+    opts.args = g.rest().into_iter().map(|a| a.into_encoded_bytes()).collect();
+    let home = qmail::home::home();
+    let result = Settings::load(&home).and_then(|s| {
+        opts.sender = from.map(|f| queue::inject::command_line_address(&s, &f)).transpose()?;
+        inject(
+            &home,
+            &s,
+            &opts,
+            &mut std::io::BufReader::with_capacity(65536, std::io::stdin().lock()),
+        )
+    });
+    if let Err(queue::inject::Fatal(code, msg)) = result {
+        qmail::exit::die(PROG, code, &msg);
+    }
+}

@@ -1,0 +1,24 @@
+//! qmail-qread: see queue::qread.
+use std::io::Write;
+
+fn main() {
+    let q = qmail::home::home().join("queue");
+    let mut warnings = String::new();
+    let listing = queue::qread::read(&q, &mut |id| warnings += &format!("warning: trouble with #{id}\n"));
+    let mut out = std::io::stdout().lock();
+    match listing {
+        Ok(text) => {
+            let _ = out.write_all(warnings.as_bytes());
+            let _ = out.write_all(text.as_bytes());
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "fatal: unable to read {}: {}",
+                q.display(),
+                qmail::errstr::io_str(&e)
+            );
+            std::process::exit(111);
+        }
+    }
+}

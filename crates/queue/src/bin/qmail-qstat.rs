@@ -1,0 +1,12 @@
+//! qmail-qstat: see queue::qstat.
+fn main() {
+    let q = qmail::home::home().join("queue");
+    match queue::qstat::report(&q) {
+        Ok(text) => print!("{text}"),
+        Err(e) => qmail::exit::die(
+            "qmail-qstat",
+            111,
+            &format!("unable to read {}: {}", q.display(), qmail::errstr::io_str(&e)),
+        ),
+    }
+}

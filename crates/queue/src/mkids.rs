@@ -1,0 +1,63 @@
+//! qmail-mkids: resolves the qmail users and groups once, at install time, into
+//! `control/ids` (ARCHITECTURE rule 7).
+//!
+//! It parses passwd and group files itself (no NSS in static binaries); `-P` and `-G`
+//! name other files, so tests resolve test users without touching /etc/passwd.
+
+use qmail::ids::{Ids, GROUPS, USERS};
+
+/// `name -> (uid, gid)` from passwd lines, `name -> gid` from group lines: field 1
+/// is the name, fields 3 and 4 the ids.
+fn field_ids(text: &[u8], name: &str) -> Option<(u32, Option<u32>)> {
+    text.split(|&b| b == b'\n').find_map(|line| {
+        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+        if f.len() < 3 || f[0] != name.as_bytes() {
+            return None;
+        }
+        let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u32>().ok();
+        Some((num(f[2])?, f.get(3).and_then(|g| num(g))))
+    })
+}
+
+/// The ids of every qmail user and group, or the names that are missing.
+pub fn resolve(passwd: &[u8], group: &[u8]) -> Result<Ids, Vec<String>> {
+    let mut ids = Ids::single(0, 0);
+    let mut missing = Vec::new();
+    for user in USERS {
+        match field_ids(passwd, user) {
+            Some((uid, Some(gid))) => ids.set_user(user, uid, gid),
+            _ => missing.push(format!("user {user}")),
+        }
+    }
+    for g in GROUPS {
+        match field_ids(group, g) {
+            Some((gid, _)) => ids.set_group(g, gid),
+            None => missing.push(format!("group {g}")),
+        }
+    }
+    if missing.is_empty() {
+        Ok(ids)
+    } else {
+        Err(missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_from_passwd_and_group() {
+        let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+        for (i, u) in USERS.iter().enumerate().filter(|(_, u)| **u != "root") {
+            passwd += &format!("{u}:x:{}:7791::/var/qmail:/usr/sbin/nologin\n", 7790 + i);
+        }
+        let group = "qmail:x:7791:\nnofiles:x:7792:\n";
+        let ids = resolve(passwd.as_bytes(), group.as_bytes()).unwrap();
+        assert_eq!(ids.uid("qmailq"), 7795);
+        assert_eq!(ids.uid("root"), 0);
+        assert_eq!(ids.gid("nofiles"), 7792);
+        let err = resolve(passwd.replace("qmails", "qmailz").as_bytes(), b"qmail:x:1:\n").unwrap_err();
+        assert_eq!(err, ["user qmails", "group nofiles"]);
+    }
+}
