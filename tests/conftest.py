@@ -204,3 +204,99 @@ def open_dir():
     d.chmod(0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+# --- a temporary QMAILHOME with a real queue -------------------------------------
+
+# Test ids: as root the queue is owned by these numeric users, which exist in no
+# passwd file; qmail-mkids reads them from a test copy (ARCHITECTURE rule 7).
+TEST_USERS = {"alias": 7790, "qmaild": 7791, "qmaill": 7792, "root": 0, "qmailp": 7794,
+              "qmailq": 7795, "qmailr": 7796, "qmails": 7797}
+TEST_GROUPS = {"qmail": 7780, "nofiles": 7781}
+QUEUE_PROGRAMS = ["qmail-queue", "qmail-inject", "sendmail", "qmail-qstat", "qmail-qread"]
+
+
+class QHome:
+    """An instance made by qmail-mkids and qmail-mkqueue, its programs in bin/."""
+
+    def __init__(self, path, users=None):
+        self.path = Path(path)
+        self.path.mkdir(exist_ok=True)
+        self.path.chmod(0o755)
+        if IS_ROOT:
+            self.users = dict(TEST_USERS, **(users or {}))
+            passwd = "".join(f"{n}:x:{u}:{TEST_GROUPS['nofiles'] if n in ('alias', 'qmaild', 'qmaill', 'qmailp') else TEST_GROUPS['qmail']}:"
+                             f":/nonexistent:/usr/sbin/nologin\n" for n, u in self.users.items())
+            group = "".join(f"{g}:x:{i}:\n" for g, i in TEST_GROUPS.items())
+            (self.path / "passwd.test").write_text(passwd)
+            (self.path / "group.test").write_text(group)
+            self.run_ok(BIN / "qmail-mkids", "-P", self.path / "passwd.test", "-G", self.path / "group.test", self.path)
+        else:
+            self.users = {n: os.getuid() for n in TEST_USERS}
+            self.run_ok(BIN / "qmail-mkids", "-1", self.path)
+        self.run_ok(BIN / "qmail-mkqueue", self.path)
+        for p in QUEUE_PROGRAMS:
+            (self.path / "bin" / p).symlink_to(BIN / p)
+        self.q = self.path / "queue"
+
+    @staticmethod
+    def run_ok(*argv):
+        r = subprocess.run([str(a) for a in argv], capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+
+    def env(self, **extra):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QMAIL", "MAIL", "NAME", "ERROR_FD"))}
+        env["QMAILHOME"] = str(self.path)
+        env.update(extra)
+        return env
+
+    def as_qmailq(self):
+        """Popen arguments that run a program as qmailq:qmail, as the setuid bit would."""
+        if not IS_ROOT:
+            return {}
+        return {"user": self.users["qmailq"], "group": TEST_GROUPS["qmail"], "extra_groups": []}
+
+    def queue(self, message, envelope, as_qmailq=True, timeout=60, **env):
+        """Runs qmail-queue with the message on fd 0 and the envelope on fd 1 (written
+        by a thread, since qmail-queue reads it only after the message)."""
+        import threading
+        r, w = os.pipe()
+        p = subprocess.Popen([str(self.path / "bin" / "qmail-queue")], stdin=subprocess.PIPE, stdout=r,
+                             env=self.env(**env), **(self.as_qmailq() if as_qmailq else {}))
+        os.close(r)
+
+        def feed():
+            try:
+                with open(w, "wb") as f:
+                    f.write(envelope)
+            except OSError:
+                pass
+        t = threading.Thread(target=feed)
+        t.start()
+        try:
+            p.stdin.write(message)
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = p.wait(timeout)
+        t.join()
+        return rc
+
+    def files(self, sub):
+        """Names of the files under queue/SUB (recursively), relative to it."""
+        base = self.q / sub
+        return sorted(str(f.relative_to(base)) for f in base.rglob("*") if f.is_file())
+
+    def todo(self):
+        """{message number: (envelope records, message bytes)} for every committed message."""
+        out = {}
+        for name in self.files("todo"):
+            n = int(name)
+            env = (self.q / "todo" / name).read_bytes()
+            out[n] = (env.split(b"\0")[:-1], (self.q / "mess" / str(n % 23) / name).read_bytes())
+        return out
+
+
+@pytest.fixture
+def qhome(open_dir):
+    return QHome(open_dir / "home")
