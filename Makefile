@@ -3,7 +3,7 @@
 
 TARGET ?= x86_64-unknown-linux-musl
 PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread
-TESTPROGS = envprobe connbench
+TESTPROGS = envprobe connbench queuebench
 PREFIX ?= /usr/local
 CARGO ?= cargo
 
@@ -39,6 +39,7 @@ test: deps unit systest
 
 bench: build deps
 	python3 tests/bench.py
+	python3 tests/bench_queue.py
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -123,7 +123,6 @@ fn queue(made: &mut Made, ids: &Ids, uid: u32, pid: u32, start: i64) -> Result<(
     let mess = &made.mess.as_ref().expect("just set").1;
     let head = received(pid, &invoker(ids, uid), Utc::from_unix(start));
     copy_message(head.as_bytes(), mess)?;
-    mess.sync_all().map_err(|_| code::WRITE)?;
 
     let intdname = queuedir::flat_name("intd", n);
     let intd = create_excl(&intdname).map_err(|_| code::INTD)?;
@@ -133,6 +132,9 @@ fn queue(made: &mut Made, ids: &Ids, uid: u32, pid: u32, start: i64) -> Result<(
     // it open, since nothing here owns it.
     let envelope = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
     copy_envelope(&mut BufReader::with_capacity(4096, &*envelope), intd, uid, pid)?;
+    // Both files are written before either is synced, so one journal commit can
+    // carry both (qmail syncs the message before making intd/).
+    mess.sync_all().map_err(|_| code::WRITE)?;
     intd.sync_all().map_err(|_| code::WRITE)?;
     // The mess/ name must be durable no later than the todo/ one (queue.md §4.1).
     sync_dir(&format!("mess/{}", n % queuedir::SPLIT)).map_err(|_| code::WRITE)?;
