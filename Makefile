@@ -42,8 +42,7 @@ bench: build deps
 	python3 tests/bench_queue.py
 
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin
-	for p in $(PROGRAMS); do install -m 755 bin/$$p $(DESTDIR)$(PREFIX)/bin/$$p; done
+	sh etc/install
 
 run: build
 	sh etc/run-local
