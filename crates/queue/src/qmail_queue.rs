@@ -253,7 +253,10 @@ fn sync_dir(dir: &str) -> io::Result<()> {
 pub fn pull_trigger() {
     // SAFETY: plain open/write/close; the path and buffer are static.
     unsafe {
-        let fd = libc::open(c"lock/trigger".as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"lock/trigger".as_ptr(),
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        );
         if fd >= 0 {
             let _ = libc::write(fd, c"".as_ptr().cast(), 1);
             libc::close(fd);

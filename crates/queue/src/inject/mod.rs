@@ -349,6 +349,11 @@ impl Inject<'_> {
         sender
     }
 
+    /// A message is resent if it has any Resent- field (qmail-header(5)).
+    fn resent(&self) -> bool {
+        self.seen.iter().any(|n| n.starts_with(b"resent-"))
+    }
+
     fn seen(&self, name: &str) -> bool {
         self.seen.contains(name.as_bytes())
     }
@@ -357,18 +362,7 @@ impl Inject<'_> {
     fn new_fields(&self) -> Vec<u8> {
         let s = self.s;
         let when = Utc::from_unix(s.now);
-        let resent = [
-            "resent-sender",
-            "resent-from",
-            "resent-reply-to",
-            "resent-to",
-            "resent-cc",
-            "resent-bcc",
-            "resent-date",
-            "resent-message-id",
-        ]
-        .iter()
-        .any(|n| self.seen(n));
+        let resent = self.resent();
         let p = if resent { "Resent-" } else { "" };
         let has = |n: &str| self.seen(&format!("{}{n}", p.to_ascii_lowercase()));
         let mut out = Vec::new();
@@ -499,8 +493,7 @@ pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRea
 
     let sender = inj.sender.clone().unwrap_or_else(|| inj.default_sender());
     if strategy != Recipients::Args {
-        let resent = inj.seen.iter().any(|n| n.starts_with(b"resent-"));
-        rcpts.extend(if resent {
+        rcpts.extend(if inj.resent() {
             inj.resent_rcpts.drain(..)
         } else {
             inj.header_rcpts.drain(..)

@@ -136,37 +136,28 @@ pub fn addresses(toks: &Tokens) -> Vec<Vec<usize>> {
 
 /// `local@host` as it goes into a header: quoted strings keep their quotes.
 pub fn unparse(addr: &[Tok]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for t in addr {
-        match t {
-            Tok::Atom(a) => out.extend_from_slice(a),
-            Tok::Quote(q) => out.extend_from_slice(&quote(q)),
-            Tok::Literal(l) => {
-                out.push(b'[');
-                for &c in l {
-                    if matches!(c, b'[' | b']' | b'\\') {
-                        out.push(b'\\');
-                    }
-                    out.push(c);
-                }
-                out.push(b']');
-            }
-            Tok::Special(c) => out.push(*c),
-            Tok::Comment => {}
-        }
-    }
-    out
+    render(addr, true)
 }
 
 /// `local@host` as it goes into the envelope: quotes removed.
 pub fn unquote(addr: &[Tok]) -> Vec<u8> {
+    render(addr, false)
+}
+
+fn render(addr: &[Tok], quoted: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for t in addr {
         match t {
+            Tok::Quote(q) if quoted => out.extend_from_slice(&quote(q)),
             Tok::Atom(a) | Tok::Quote(a) => out.extend_from_slice(a),
             Tok::Literal(l) => {
                 out.push(b'[');
-                out.extend_from_slice(l);
+                for &c in l {
+                    if quoted && matches!(c, b'[' | b']' | b'\\') {
+                        out.push(b'\\');
+                    }
+                    out.push(c);
+                }
                 out.push(b']');
             }
             Tok::Special(c) => out.push(*c),

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let (conc, count, size): (usize, usize, usize) = (a[0].parse().unwrap(), a[1].parse().unwrap(), a[2].parse().unwrap());
+    let (conc, count, size): (usize, usize, usize) =
+        (a[0].parse().unwrap(), a[1].parse().unwrap(), a[2].parse().unwrap());
     let mode = a[3].clone();
     let prog: Arc<Vec<String>> = Arc::new(a[4..].to_vec());
     let mut message = b"Subject: bench\n\n".to_vec();
@@ -28,7 +29,13 @@ fn main() {
     let start = Instant::now();
     let workers: Vec<_> = (0..conc)
         .map(|w| {
-            let (prog, message, next, failures, mode) = (prog.clone(), message.clone(), next.clone(), failures.clone(), mode.clone());
+            let (prog, message, next, failures, mode) = (
+                prog.clone(),
+                message.clone(),
+                next.clone(),
+                failures.clone(),
+                mode.clone(),
+            );
             std::thread::spawn(move || {
                 while next.fetch_add(1, Ordering::Relaxed) < count {
                     let ok = match mode.as_str() {
@@ -46,7 +53,11 @@ fn main() {
         w.join().unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("rate {:.1} failures {}", count as f64 / secs, failures.load(Ordering::Relaxed));
+    println!(
+        "rate {:.1} failures {}",
+        count as f64 / secs,
+        failures.load(Ordering::Relaxed)
+    );
 }
 
 fn queue_once(prog: &[String], message: &[u8], qq: bool) -> bool {
