@@ -197,7 +197,7 @@ def test_qmailqueue_exit_codes_become_qmails_texts(home, open_dir, script, code,
 
 def test_unrunnable_queue_program(home):
     r = inject(home, ["a@b.c"], b"x\n", QMAILQUEUE="bin/nonexistent")
-    assert r.returncode == 111 and r.stderr == b"qmail-inject: fatal: unable to run qmail-queue\n"
+    assert r.returncode == 111 and r.stderr == b"qmail-inject: fatal: unable to exec qq (#4.3.0)\n"
 
 
 # --- sendmail, mailq, qmail-qstat, qmail-qread -------------------------------------

@@ -42,6 +42,15 @@ pub fn resolve(passwd: &[u8], group: &[u8]) -> Result<Ids, Vec<String>> {
     }
 }
 
+/// Writes `home/control/ids` atomically (a temporary file, then rename).
+pub fn write(home: &std::path::Path, ids: &Ids) -> std::io::Result<()> {
+    let path = home.join(qmail::ids::FILE);
+    let tmp = path.with_extension("tmp");
+    std::fs::create_dir_all(home.join("control"))?;
+    std::fs::write(&tmp, ids.format())?;
+    std::fs::rename(&tmp, &path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,3 +128,17 @@ pub fn make(home: &Path, e: &Entry) -> io::Result<()> {
 pub fn big_todo(home: &Path) -> bool {
     home.join("queue/todo/0").is_dir()
 }
+
+/// Makes (or with `check_only`, checks) the whole tree; returns the problems found by a
+/// check, or the first entry that could not be made and why.
+pub fn run(home: &Path, ids: &Ids, check_only: bool) -> Result<Vec<String>, (String, io::Error)> {
+    let mut wrong = Vec::new();
+    for entry in tree(ids) {
+        if check_only {
+            wrong.extend(check(home, &entry));
+        } else {
+            make(home, &entry).map_err(|e| (entry.path.clone(), e))?;
+        }
+    }
+    Ok(wrong)
+}

@@ -30,23 +30,21 @@ fn main() {
             "queue/todo is split (big-todo); rqmail reads a flat todo/ only",
         );
     }
-    let mut wrong = 0;
-    for entry in queue::mkqueue::tree(&ids) {
-        if check_only {
-            if let Some(problem) = queue::mkqueue::check(&home, &entry) {
+    match queue::mkqueue::run(&home, &ids, check_only) {
+        Ok(wrong) if wrong.is_empty() => {}
+        Ok(wrong) => {
+            for problem in wrong {
                 qmail::exit::warn(PROG, "wrong", &problem);
-                wrong += 1;
             }
-        } else if let Err(e) = queue::mkqueue::make(&home, &entry) {
+            std::process::exit(PERMANENT);
+        }
+        Err((path, e)) => {
             let msg = format!(
                 "unable to make {}: {}",
-                home.join(&entry.path).display(),
+                home.join(path).display(),
                 qmail::errstr::io_str(&e)
             );
             die(PROG, TEMPORARY, &msg);
         }
-    }
-    if wrong > 0 {
-        std::process::exit(PERMANENT);
     }
 }

@@ -503,7 +503,7 @@ pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRea
         return Err(perm("no recipients"));
     }
     let mut out = if opts.queue {
-        Out::Queue(Queue::open(home).map_err(|_| temp("unable to run qmail-queue"))?)
+        Out::Queue(Queue::open(home).map_err(|_| temp(qmail::queueclient::exec_failure().text))?)
     } else {
         Out::Print(io::BufWriter::new(io::stdout()))
     };
