@@ -5,7 +5,6 @@
 //! writes, so when the kernel marks the process secure (AT_SECURE) the variable is
 //! ignored and the compiled-in home is used.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// The compiled-in home: `RQMAIL_HOME` at build time, or qmail's `/var/qmail`.
@@ -29,9 +28,4 @@ pub fn home() -> PathBuf {
         Some(h) if !h.is_empty() => PathBuf::from(h),
         _ => PathBuf::from(DEFAULT),
     }
-}
-
-/// `home/rel` as a path, for programs that exec other programs of the suite.
-pub fn program(rel: &str) -> OsString {
-    home().join(rel).into_os_string()
 }
