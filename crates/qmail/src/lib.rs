@@ -12,6 +12,8 @@
 //! - [`env`]: an explicit environment for a child, and `execvp` with it.
 //! - [`privs`]: dropping root (setgroups, setgid, setuid, then checking it stuck).
 //! - [`rules`]: the ucspi-tcp rules CDB matcher that tcpserver and tcprulescheck use.
+//! - [`passwd`]: /etc/passwd, shadow and group as files; [`rlimit`]: raising the soft
+//!   memory limits for one step.
 //! - [`home`], [`ids`], [`control`]: where an instance lives, its users' ids, its
 //!   one-setting-per-file configuration.
 //! - [`queuedir`], [`queueclient`]: the queue's file names, and the client side of
@@ -30,7 +32,9 @@ pub mod exit;
 pub mod getopt;
 pub mod home;
 pub mod ids;
+pub mod passwd;
 pub mod privs;
 pub mod queueclient;
 pub mod queuedir;
+pub mod rlimit;
 pub mod rules;

@@ -11,7 +11,6 @@
 //! before anything else runs: a large rules file neither fails under the seeds'
 //! limit nor leaves the child program more room than the admin gave it.
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 use std::io;
 use std::path::Path;
 
@@ -115,7 +114,7 @@ pub fn lookup(path: &Path, c: &Client) -> io::Result<Option<Rule>> {
     if meta.is_dir() {
         return Err(io::Error::from_raw_os_error(libc::EISDIR));
     }
-    with_address_space(meta.len(), || {
+    crate::rlimit::with_more_memory(meta.len(), || {
         let db = cdb2::CDB::open(path)?;
         for key in candidate_keys(c) {
             if let Some(data) = db.get(&key) {
@@ -127,20 +126,6 @@ pub fn lookup(path: &Path, c: &Client) -> io::Result<Option<Rule>> {
         }
         Ok(None)
     })
-}
-
-/// Runs `f` with the soft RLIMIT_AS raised by `extra` bytes (plus a page of slack),
-/// then puts the limit back. Without a finite soft limit it just runs `f`.
-fn with_address_space<T>(extra: u64, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_AS).map_err(io::Error::from)?;
-    if soft == RLIM_INFINITY {
-        return f();
-    }
-    let raised = soft.saturating_add(extra).saturating_add(1 << 16).min(hard);
-    setrlimit(Resource::RLIMIT_AS, raised, hard).map_err(io::Error::from)?;
-    let result = f();
-    setrlimit(Resource::RLIMIT_AS, soft, hard).map_err(io::Error::from)?;
-    result
 }
 
 #[cfg(test)]

@@ -5,33 +5,21 @@
 //! name other files, so tests resolve test users without touching /etc/passwd.
 
 use qmail::ids::{Ids, GROUPS, USERS};
-
-/// `name -> (uid, gid)` from passwd lines, `name -> gid` from group lines: field 1
-/// is the name, fields 3 and 4 the ids.
-fn field_ids(text: &[u8], name: &str) -> Option<(u32, Option<u32>)> {
-    text.split(|&b| b == b'\n').find_map(|line| {
-        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
-        if f.len() < 3 || f[0] != name.as_bytes() {
-            return None;
-        }
-        let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u32>().ok();
-        Some((num(f[2])?, f.get(3).and_then(|g| num(g))))
-    })
-}
+use qmail::passwd::{group_gid, Passwd};
 
 /// The ids of every qmail user and group, or the names that are missing.
 pub fn resolve(passwd: &[u8], group: &[u8]) -> Result<Ids, Vec<String>> {
     let mut ids = Ids::single(0, 0);
     let mut missing = Vec::new();
     for user in USERS {
-        match field_ids(passwd, user) {
-            Some((uid, Some(gid))) => ids.set_user(user, uid, gid),
-            _ => missing.push(format!("user {user}")),
+        match Passwd::find(passwd, user.as_bytes()) {
+            Some(pw) => ids.set_user(user, pw.uid, pw.gid),
+            None => missing.push(format!("user {user}")),
         }
     }
     for g in GROUPS {
-        match field_ids(group, g) {
-            Some((gid, _)) => ids.set_group(g, gid),
+        match group_gid(group, g.as_bytes()) {
+            Some(gid) => ids.set_group(g, gid),
             None => missing.push(format!("group {g}")),
         }
     }
