@@ -2,7 +2,7 @@
 # Programs land in bin/; test helpers in target/test-bin/.
 
 TARGET ?= x86_64-unknown-linux-musl
-PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread
+PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users
 TESTPROGS = envprobe connbench queuebench
 PREFIX ?= /usr/local
 CARGO ?= cargo

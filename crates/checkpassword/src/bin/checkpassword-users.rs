@@ -1,0 +1,8 @@
+//! checkpassword-users: see checkpassword::users.
+fn main() {
+    let args = std::env::args_os().skip(1).collect();
+    let stdin = std::io::stdin().lock();
+    if let Err(checkpassword::users::Failure(code, msg)) = checkpassword::users::run(args, stdin, std::io::stdout()) {
+        qmail::exit::die("checkpassword-users", code, &msg);
+    }
+}
