@@ -132,9 +132,14 @@ def talk(port, host="127.0.0.1", src=None, send=b"", timeout=10):
 
 
 def probe(port, **kw):
-    """What the envprobe child saw: {'env': {...}, 'Uid': [...], ...}."""
+    """What the envprobe child behind a server saw."""
+    return parse_probe(talk(port, **kw))
+
+
+def parse_probe(output):
+    """envprobe's report: {'env': {...}, 'Uid': [...], 'Groups': [...], 'CWD': ...}."""
     out = {"env": {}}
-    for line in talk(port, **kw).decode(errors="replace").splitlines():
+    for line in output.decode(errors="replace").splitlines():
         if line.startswith("ENV "):
             k, _, v = line[4:].partition("=")
             out["env"][k] = v

@@ -69,7 +69,11 @@ fn yescrypt(password: &[u8], hash: &str) -> Check {
     if need > YESCRYPT_MAX {
         return Check::Temporary(format!("yescrypt hash needs {} MiB, more than allowed", need >> 20));
     }
-    let verified = qmail::rlimit::with_more_memory(need + (1 << 20), || {
+    let need = need + (1 << 20);
+    if !qmail::rlimit::has_room(need) {
+        return Check::Temporary(format!("no memory for yescrypt ({} MiB): hard limit", need >> 20));
+    }
+    let verified = qmail::rlimit::with_more_memory(need, || {
         Ok(Yescrypt::default().verify_password(password, h).is_ok())
     });
     match verified {
@@ -90,16 +94,28 @@ pub enum Scheme {
     Yescrypt,
 }
 
-/// A new hash of `password` with a random salt.
+/// A new hash of `password` with a random salt. sha512-crypt gets 12 random bytes, the
+/// 16 salt characters that crypt(3) reads (a longer salt would be cut there by libc
+/// and the hash would not verify elsewhere).
 pub fn make(password: &[u8], scheme: Scheme) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    // SAFETY: getrandom writes at most `salt.len()` bytes into `salt`.
+    let got = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+    if got != salt.len() as isize {
+        return Err("unable to get random bytes for a salt".into());
+    }
     match scheme {
         Scheme::Sha512 => {
             use sha_crypt::PasswordHasher;
-            sha_crypt::ShaCrypt::default().hash_password(password).map(|h| h.to_string())
+            sha_crypt::ShaCrypt::default()
+                .hash_password_with_salt(password, &salt[..12])
+                .map(|h| h.to_string())
         }
         Scheme::Yescrypt => {
             use yescrypt::PasswordHasher;
-            yescrypt::Yescrypt::default().hash_password(password).map(|h| h.to_string())
+            yescrypt::Yescrypt::default()
+                .hash_password_with_salt(password, &salt)
+                .map(|h| h.to_string())
         }
     }
     .map_err(|e| format!("unable to hash: {e}"))

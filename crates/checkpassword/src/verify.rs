@@ -275,7 +275,8 @@ fn become_account(
             env.set("SHELL", os(shell));
         }
     }
-    if caller == Caller::Login {
+    // cmd5checkpw changes no ids and no directory, whoever calls it (§3).
+    if caller == Caller::Login && flavor != Flavor::Cmd5checkpw {
         become_ids(flavor, account)?;
         std::env::set_current_dir(os(&account.home)).map_err(|e| {
             warn(flavor, &format!("unable to chdir to home: {}", qmail::errstr::io_str(&e)));

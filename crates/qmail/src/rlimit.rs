@@ -13,28 +13,36 @@ use std::io;
 const MEMORY: [Resource; 2] = [Resource::RLIMIT_AS, Resource::RLIMIT_DATA];
 
 /// Runs `f` with the soft RLIMIT_AS and RLIMIT_DATA raised by `extra` bytes (plus a
-/// little slack). Fails with ENOMEM, without running `f`, when a hard limit leaves no
-/// room for `extra`, so that `f` never meets an allocation failure (which aborts).
+/// little slack), never past the hard limits.
 pub fn with_more_memory<T>(extra: u64, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    let extra = extra.saturating_add(1 << 16);
+    let extra = extra.saturating_add(SLACK);
     let mut saved = Vec::with_capacity(MEMORY.len());
     for r in MEMORY {
         let (soft, hard) = getrlimit(r).map_err(io::Error::from)?;
         if soft == RLIM_INFINITY {
             continue;
         }
-        let raised = soft.saturating_add(extra);
-        if raised > hard {
+        if let Err(e) = setrlimit(r, soft.saturating_add(extra).min(hard), hard) {
             restore(&saved);
-            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+            return Err(e.into());
         }
-        setrlimit(r, raised, hard).map_err(io::Error::from)?;
         saved.push((r, soft, hard));
     }
     let result = f();
     restore(&saved);
     result
 }
+
+/// True when the hard limits leave room for `extra` more bytes: a step that would
+/// otherwise meet an allocation failure (which aborts) asks first.
+pub fn has_room(extra: u64) -> bool {
+    MEMORY.iter().all(|&r| match getrlimit(r) {
+        Ok((soft, hard)) => soft == RLIM_INFINITY || soft.saturating_add(extra).saturating_add(SLACK) <= hard,
+        Err(_) => false,
+    })
+}
+
+const SLACK: u64 = 1 << 16;
 
 fn restore(saved: &[(Resource, u64, u64)]) {
     for &(r, soft, hard) in saved {
