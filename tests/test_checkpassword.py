@@ -385,7 +385,7 @@ def test_yescrypt_hard_limit_is_temporary(home):
         p = subprocess.run([str(home.bin / "checkpassword"), "/bin/true"], env=home.env(), capture_output=True,
                            preexec_fn=lambda: (os.dup2(r, 3), hard()), close_fds=False, timeout=30)
         os.close(r)
-        assert p.returncode == 111 and b"no memory for yescrypt (17 MiB): hard limit" in p.stderr and pw not in p.stderr
+        assert p.returncode == 111 and b"no memory for yescrypt (17 MiB): out of memory" in p.stderr and pw not in p.stderr
 
 
 # --- checkpassword-users -------------------------------------------------------------------

@@ -70,10 +70,10 @@ fn yescrypt(password: &[u8], hash: &str) -> Check {
         return Check::Temporary(format!("yescrypt hash needs {} MiB, more than allowed", need >> 20));
     }
     let need = need + (1 << 20);
-    if !qmail::rlimit::has_room(need) {
-        return Check::Temporary(format!("no memory for yescrypt ({} MiB): hard limit", need >> 20));
-    }
     let verified = qmail::rlimit::with_more_memory(need, || {
+        if !qmail::rlimit::can_allocate(need as usize) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        }
         Ok(Yescrypt::default().verify_password(password, h).is_ok())
     });
     match verified {

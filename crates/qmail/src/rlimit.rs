@@ -33,13 +33,25 @@ pub fn with_more_memory<T>(extra: u64, f: impl FnOnce() -> io::Result<T>) -> io:
     result
 }
 
-/// True when the hard limits leave room for `extra` more bytes: a step that would
-/// otherwise meet an allocation failure (which aborts) asks first.
-pub fn has_room(extra: u64) -> bool {
-    MEMORY.iter().all(|&r| match getrlimit(r) {
-        Ok((soft, hard)) => soft == RLIM_INFINITY || soft.saturating_add(extra).saturating_add(SLACK) <= hard,
-        Err(_) => false,
-    })
+/// True when `bytes` more can be allocated now: a step that would otherwise meet an
+/// allocation failure (which aborts) asks first, by mapping and unmapping that much.
+pub fn can_allocate(bytes: usize) -> bool {
+    // SAFETY: an anonymous private mapping of fresh pages, unmapped at once.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        libc::munmap(p, bytes);
+    }
+    true
 }
 
 const SLACK: u64 = 1 << 16;
@@ -54,6 +66,12 @@ fn restore(saved: &[(Resource, u64, u64)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocation_probe() {
+        assert!(can_allocate(1 << 20));
+        assert!(!can_allocate(usize::MAX >> 1));
+    }
 
     #[test]
     fn raises_for_the_call_and_restores() {
