@@ -3,7 +3,7 @@
 
 TARGET ?= x86_64-unknown-linux-musl
 PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users
-TESTPROGS = envprobe connbench queuebench
+TESTPROGS = envprobe connbench queuebench maxrss
 PREFIX ?= /usr/local
 CARGO ?= cargo
 
@@ -40,6 +40,7 @@ test: deps unit systest
 bench: build deps
 	python3 tests/bench.py
 	python3 tests/bench_queue.py
+	python3 tests/bench_checkpassword.py
 
 install: build
 	sh etc/install

@@ -103,7 +103,7 @@ class Home:
 
         def fd3_setup():
             if fd3_open:
-                os.dup2(r, 3)
+                os.dup2(r, 3) if r != 3 else os.set_inheritable(3, True)
             else:
                 try:
                     os.close(3)
@@ -383,7 +383,7 @@ def test_yescrypt_hard_limit_is_temporary(home):
         os.write(w, b"sysy\0" + pw + b"\0\0")
         os.close(w)
         p = subprocess.run([str(home.bin / "checkpassword"), "/bin/true"], env=home.env(), capture_output=True,
-                           preexec_fn=lambda: (os.dup2(r, 3), hard()), close_fds=False, timeout=30)
+                           preexec_fn=lambda: (os.dup2(r, 3) if r != 3 else os.set_inheritable(3, True), hard()), close_fds=False, timeout=30)
         os.close(r)
         assert p.returncode == 111 and b"no memory for yescrypt (17 MiB): out of memory" in p.stderr and pw not in p.stderr
 

@@ -43,6 +43,9 @@ def test_install_sets_owners_and_modes(installed):
     assert mode(b / "qmail-qstat") == (0, QMAIL, 0o750)
     assert mode(b / "qmail-inject") == (0, QMAIL, 0o755) and mode(b / "sendmail") == (0, QMAIL, 0o755)
     assert os.readlink(b / "mailq") == "sendmail"
+    assert mode(b / "checkpassword") == (0, QMAIL, 0o4711) and mode(b / "checkpassword-users") == (0, QMAIL, 0o700)
+    assert os.readlink(b / "vchkpw") == os.readlink(b / "cmd5checkpw") == "checkpassword"
+    assert mode(home / "users")[2] == 0o755
     assert (prefix / "bin/tcpserver").read_bytes() == (BIN / "tcpserver").read_bytes()
     assert subprocess.run([str(BIN / "qmail-mkqueue"), "-c", str(home)]).returncode == 0
     # Installing again (an upgrade) keeps everything as it was.

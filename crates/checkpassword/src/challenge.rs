@@ -28,7 +28,10 @@ fn is_digest(f: &[u8]) -> bool {
 
 fn hex(bytes: &[u8]) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    bytes.iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]).collect()
+    bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .collect()
 }
 
 /// HMAC-MD5 keyed with the secret over the challenge, in hex.
@@ -73,7 +76,11 @@ mod tests {
         assert!(proves(b"tanstaaftanstaaf", digest, CHALLENGE));
         assert!(proves(b"tanstaaftanstaaf", CHALLENGE, digest));
         assert!(!proves(b"tanstaaftanstaa", CHALLENGE, digest));
-        assert!(!proves(b"tanstaaftanstaaf", b"B913A602C7EDA7A495B4E6E7334D3890", CHALLENGE));
+        assert!(!proves(
+            b"tanstaaftanstaaf",
+            b"B913A602C7EDA7A495B4E6E7334D3890",
+            CHALLENGE
+        ));
         assert!(!proves(b"tanstaaftanstaaf", digest, b"1896.697170952@postoffice"));
     }
 

@@ -127,7 +127,8 @@ mod tests {
 
     // Made by Debian's libxcrypt (python3 crypt.crypt), password "secret".
     const Y: &str = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$GmcwIgvdUC9qLWcKCi6gklUa1dM3ziD43YxYNURLKy0";
-    const S6: &str = "$6$viDHPOS1BFhKofEo$NY34Pu175KGRy7UsFE3Zdz2a.7b1rzC7oBJedB5wcsE6bm02BfdgFIbExzp3H3IP9YbHjyQUjnaXaOxRYqvyj.";
+    const S6: &str =
+        "$6$viDHPOS1BFhKofEo$NY34Pu175KGRy7UsFE3Zdz2a.7b1rzC7oBJedB5wcsE6bm02BfdgFIbExzp3H3IP9YbHjyQUjnaXaOxRYqvyj.";
     const S5: &str = "$5$JalhC4.tBAWEJGvA$.Sd9Fp01sOtqPzLgq.5tastMTpJW9Uw4ogQcn7wEmS0";
     const M1: &str = "$1$y9QwT7ux$WdlPZGxvPRIS3cr2GZna4.";
 
@@ -145,7 +146,13 @@ mod tests {
         for h in ["", "!", "*", "!$6$x$y", "!!"] {
             assert_eq!(verify(b"secret", h.as_bytes()), Check::Locked, "{h}");
         }
-        for h in ["abJnggxhB/yWI", "$2b$05$abcdefghijklmnopqrstuu", "$6$", "$y$zzz$a$b", "\u{ff}"] {
+        for h in [
+            "abJnggxhB/yWI",
+            "$2b$05$abcdefghijklmnopqrstuu",
+            "$6$",
+            "$y$zzz$a$b",
+            "\u{ff}",
+        ] {
             assert_eq!(verify(b"secret", h.as_bytes()), Check::Unsupported, "{h}");
         }
     }
@@ -163,6 +170,10 @@ mod tests {
     fn greedy_yescrypt_is_temporary() {
         // N = 2^30, r = 32: 4 TiB.
         let h = "$y$jRT$F5Jx5fExrKuPp53xLKQ..1$GmcwIgvdUC9qLWcKCi6gklUa1dM3ziD43YxYNURLKy0";
-        assert!(matches!(verify(b"secret", h.as_bytes()), Check::Temporary(_)), "{:?}", verify(b"secret", h.as_bytes()));
+        assert!(
+            matches!(verify(b"secret", h.as_bytes()), Check::Temporary(_)),
+            "{:?}",
+            verify(b"secret", h.as_bytes())
+        );
     }
 }

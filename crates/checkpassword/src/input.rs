@@ -106,7 +106,10 @@ mod tests {
 
     #[test]
     fn layouts() {
-        assert_eq!(parse(b"u\0p\0t\0").unwrap(), (b"u".to_vec(), b"p".to_vec(), b"t".to_vec()));
+        assert_eq!(
+            parse(b"u\0p\0t\0").unwrap(),
+            (b"u".to_vec(), b"p".to_vec(), b"t".to_vec())
+        );
         assert_eq!(parse(b"u\0p\0").unwrap().2, b"");
         assert_eq!(parse(b"u\0p\0t").unwrap().2, b"t");
         assert_eq!(parse(b"u\0p\0t\0extra").unwrap().2, b"t");

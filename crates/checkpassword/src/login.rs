@@ -20,7 +20,9 @@ impl Login {
             return Err(Invalid);
         }
         let lower = typed.to_ascii_lowercase();
-        let at = [b'@', b'%', b'/'].iter().find_map(|s| lower.iter().position(|b| b == s));
+        let at = [b'@', b'%', b'/']
+            .iter()
+            .find_map(|s| lower.iter().position(|b| b == s));
         let (local, domain) = match at {
             Some(i) => (lower[..i].to_vec(), Some(lower[i + 1..].to_vec())),
             None => (lower, None),

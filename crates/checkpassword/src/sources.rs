@@ -28,10 +28,20 @@ pub fn configured(home: &Path) -> Result<Vec<Source>, String> {
     let text = match std::fs::read(&path) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => "users\nsystem\n".to_string(),
-        Err(e) => return Err(format!("unable to read {}: {}", path.display(), qmail::errstr::io_str(&e))),
+        Err(e) => {
+            return Err(format!(
+                "unable to read {}: {}",
+                path.display(),
+                qmail::errstr::io_str(&e)
+            ))
+        }
     };
     let mut sources = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let words: Vec<&str> = line.split_whitespace().collect();
         sources.push(match words[..] {
             ["users"] => Source::Users(home.join("users/checkpassword.cdb")),
@@ -94,7 +104,11 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
     match std::fs::read(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("unable to read {}: {}", path.display(), qmail::errstr::io_str(&e))),
+        Err(e) => Err(format!(
+            "unable to read {}: {}",
+            path.display(),
+            qmail::errstr::io_str(&e)
+        )),
     }
 }
 
@@ -145,7 +159,11 @@ mod tests {
             shadow: "/etc/shadow".into(),
         };
         assert_eq!(configured(&home).unwrap(), [users.clone(), sys.clone()]);
-        std::fs::write(home.join("control/checkpwsources"), "# only the system\n\nsystem /p\nusers /u.cdb\n").unwrap();
+        std::fs::write(
+            home.join("control/checkpwsources"),
+            "# only the system\n\nsystem /p\nusers /u.cdb\n",
+        )
+        .unwrap();
         assert_eq!(
             configured(&home).unwrap(),
             [
@@ -165,7 +183,11 @@ mod tests {
     fn first_source_that_knows_the_login_decides() {
         let home = tmp("find");
         let (p, s) = (home.join("passwd"), home.join("shadow"));
-        std::fs::write(&p, "alice:x:1000:1000::/home/alice:/bin/sh\nbob:$1$x$y:1001:1001::/home/bob:/bin/sh\n").unwrap();
+        std::fs::write(
+            &p,
+            "alice:x:1000:1000::/home/alice:/bin/sh\nbob:$1$x$y:1001:1001::/home/bob:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(&s, "alice:$6$a$b:19000:0:99999:7:::\n").unwrap();
         let db = home.join("users.cdb");
         let u = userdb::User {
@@ -180,8 +202,14 @@ mod tests {
         let sys = Source::System { passwd: p, shadow: s };
         let find1 = |srcs: &[Source], l: &str| find(srcs, &Login::parse(l.as_bytes()).unwrap()).unwrap();
         assert_eq!(find1(&[sys.clone()], "alice").unwrap().hash, b"$6$a$b");
-        assert_eq!(find1(&[Source::Users(db.clone()), sys.clone()], "alice").unwrap().hash, b"$6$virtual$h");
-        assert_eq!(find1(&[sys.clone(), Source::Users(db.clone())], "alice").unwrap().uid, 1000);
+        assert_eq!(
+            find1(&[Source::Users(db.clone()), sys.clone()], "alice").unwrap().hash,
+            b"$6$virtual$h"
+        );
+        assert_eq!(
+            find1(&[sys.clone(), Source::Users(db.clone())], "alice").unwrap().uid,
+            1000
+        );
         assert_eq!(find1(&[sys.clone()], "bob").unwrap().hash, b"$1$x$y");
         assert_eq!(find1(&[sys.clone()], "Alice"), None);
         assert_eq!(find1(&[sys.clone()], "alice@example.com"), None);

@@ -78,7 +78,10 @@ pub fn load(path: &Path) -> io::Result<Vec<User>> {
     for kv in db.iter() {
         let (k, v) = kv?;
         users.push(User::decode(&k, &v).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("malformed record for {}", String::from_utf8_lossy(&k)))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed record for {}", String::from_utf8_lossy(&k)),
+            )
         })?);
     }
     users.sort_by(|a, b| a.login.cmp(&b.login));
@@ -89,7 +92,12 @@ pub fn load(path: &Path) -> io::Result<Vec<User>> {
 /// the old one, and the directory synced. A reader sees the old or the new file whole.
 pub fn store(path: &Path, users: &[User]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     let result = (|| {
         let mut db = cdb2::CDBMake::new(file)?;
         for u in users {
@@ -108,7 +116,12 @@ pub fn store(path: &Path, users: &[User]) -> io::Result<()> {
 
 /// Serialises changes: an exclusive lock on `path.lock`, held while the guard lives.
 pub fn lock(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path.with_extension("lock"))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path.with_extension("lock"))?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
         return Err(io::Error::last_os_error());
@@ -149,7 +162,10 @@ mod tests {
         for u in [user("alice@example.com", None), user("bob", Some("a:b:c"))] {
             assert_eq!(User::decode(&u.login, &u.encode()), Some(u.clone()));
         }
-        assert_eq!(user("a", Some("x:y")).encode(), b"$6$salt$hash:7790:7791:/home/vmail/example.com/alice:x:y");
+        assert_eq!(
+            user("a", Some("x:y")).encode(),
+            b"$6$salt$hash:7790:7791:/home/vmail/example.com/alice:x:y"
+        );
         for bad in [&b""[..], b"h:1:2:/h", b"h:x:2:/h:", b"h:1:-2:/h:"] {
             assert_eq!(User::decode(b"k", bad), None, "{bad:?}");
         }

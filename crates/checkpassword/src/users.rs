@@ -39,7 +39,10 @@ fn usage(msg: &str) -> Failure {
 }
 
 fn temp(what: &str, path: &Path, e: &io::Error) -> Failure {
-    Failure(111, format!("unable to {what} {}: {}", path.display(), qmail::errstr::io_str(e)))
+    Failure(
+        111,
+        format!("unable to {what} {}: {}", path.display(), qmail::errstr::io_str(e)),
+    )
 }
 
 #[derive(Default)]
@@ -77,7 +80,10 @@ pub fn run(args: Vec<OsString>, stdin: impl BufRead, out: impl Write) -> Result<
         }
     }
     let operands = g.rest();
-    let path = o.file.clone().unwrap_or_else(|| qmail::home::home().join("users/checkpassword.cdb"));
+    let path = o
+        .file
+        .clone()
+        .unwrap_or_else(|| qmail::home::home().join("users/checkpassword.cdb"));
     let login = match (cmd.as_bytes(), &operands[..]) {
         (b"list", []) => None,
         (b"add" | b"passwd" | b"del", [l]) => Some(
@@ -217,7 +223,13 @@ fn make_home(user: &User) -> Result<(), Failure> {
     use std::os::unix::fs::{chown, DirBuilderExt};
     let home = PathBuf::from(std::ffi::OsStr::from_bytes(&user.home));
     let maildir = home.join("Maildir");
-    for dir in [home.clone(), maildir.clone(), maildir.join("cur"), maildir.join("new"), maildir.join("tmp")] {
+    for dir in [
+        home.clone(),
+        maildir.clone(),
+        maildir.join("cur"),
+        maildir.join("new"),
+        maildir.join("tmp"),
+    ] {
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => chown(&dir, Some(user.uid), Some(user.gid)).map_err(|e| temp("chown", &dir, &e))?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

@@ -171,7 +171,10 @@ fn verify(flavor: Flavor, caller: Caller, env: &Env, home: &Path, args: &[OsStri
     }
     let request = input::read_fd3().and_then(Request::parse).map_err(|e| match e {
         BadInput::Unreadable(e) => {
-            warn(flavor, &format!("unable to read descriptor 3: {}", qmail::errstr::io_str(&e)));
+            warn(
+                flavor,
+                &format!("unable to read descriptor 3: {}", qmail::errstr::io_str(&e)),
+            );
             Failure::Unreadable
         }
         BadInput::TooLong => Failure::TooLong,
@@ -279,7 +282,10 @@ fn become_account(
     if caller == Caller::Login && flavor != Flavor::Cmd5checkpw {
         become_ids(flavor, account)?;
         std::env::set_current_dir(os(&account.home)).map_err(|e| {
-            warn(flavor, &format!("unable to chdir to home: {}", qmail::errstr::io_str(&e)));
+            warn(
+                flavor,
+                &format!("unable to chdir to home: {}", qmail::errstr::io_str(&e)),
+            );
             Failure::Chdir
         })?;
     } else {
@@ -293,7 +299,11 @@ fn become_account(
     let e = env.exec(args);
     warn(
         flavor,
-        &format!("unable to run {}: {}", args[0].to_string_lossy(), qmail::errstr::io_str(&e)),
+        &format!(
+            "unable to run {}: {}",
+            args[0].to_string_lossy(),
+            qmail::errstr::io_str(&e)
+        ),
     );
     Err(Failure::Exec)
 }
@@ -332,9 +342,15 @@ mod tests {
 
     #[test]
     fn flavors_by_name() {
-        assert_eq!(Flavor::from_argv0(OsStr::new("/home/vpopmail/bin/vchkpw")), Flavor::Vchkpw);
+        assert_eq!(
+            Flavor::from_argv0(OsStr::new("/home/vpopmail/bin/vchkpw")),
+            Flavor::Vchkpw
+        );
         assert_eq!(Flavor::from_argv0(OsStr::new("cmd5checkpw")), Flavor::Cmd5checkpw);
-        assert_eq!(Flavor::from_argv0(OsStr::new("/bin/checkpassword")), Flavor::Checkpassword);
+        assert_eq!(
+            Flavor::from_argv0(OsStr::new("/bin/checkpassword")),
+            Flavor::Checkpassword
+        );
         assert_eq!(Flavor::from_argv0(OsStr::new("anything")), Flavor::Checkpassword);
     }
 
@@ -349,10 +365,22 @@ mod tests {
         env.set("TCPLOCALPORT", "587");
         assert_eq!(c(&env, "qmail-pop3d"), Caller::Smtp);
         env.set("ORIG_UID", "0");
-        assert_eq!(c(&env, "/usr/lib/dovecot/checkpassword-reply"), Caller::Dovecot { lookup: false, credentials: false });
+        assert_eq!(
+            c(&env, "/usr/lib/dovecot/checkpassword-reply"),
+            Caller::Dovecot {
+                lookup: false,
+                credentials: false
+            }
+        );
         env.set("AUTHORIZED", "1");
         env.set("CREDENTIALS_LOOKUP", "1");
-        assert_eq!(c(&env, "x"), Caller::Dovecot { lookup: true, credentials: true });
+        assert_eq!(
+            c(&env, "x"),
+            Caller::Dovecot {
+                lookup: true,
+                credentials: true
+            }
+        );
     }
 
     #[test]
@@ -360,11 +388,43 @@ mod tests {
         use Failure::*;
         let dj = |f: Failure| f.code(Flavor::Checkpassword, Caller::Login);
         let vp = |f: Failure| f.code(Flavor::Vchkpw, Caller::Smtp);
-        let dc = |f: Failure| f.code(Flavor::Vchkpw, Caller::Dovecot { lookup: false, credentials: false });
-        assert_eq!([dj(Rejected), dj(TooLong), dj(EmptyPassword), dj(Malformed), dj(NoProgram)], [1, 1, 1, 2, 2]);
-        assert_eq!([dj(Unreadable), dj(Chdir), dj(Exec), dj(Temporary), dj(Setuid)], [111, 111, 111, 111, 1]);
-        assert_eq!([vp(Rejected), vp(EmptyLogin), vp(EmptyPassword), vp(BadLogin), vp(Unreadable)], [3, 12, 13, 20, 11]);
+        let dc = |f: Failure| {
+            f.code(
+                Flavor::Vchkpw,
+                Caller::Dovecot {
+                    lookup: false,
+                    credentials: false,
+                },
+            )
+        };
+        assert_eq!(
+            [
+                dj(Rejected),
+                dj(TooLong),
+                dj(EmptyPassword),
+                dj(Malformed),
+                dj(NoProgram)
+            ],
+            [1, 1, 1, 2, 2]
+        );
+        assert_eq!(
+            [dj(Unreadable), dj(Chdir), dj(Exec), dj(Temporary), dj(Setuid)],
+            [111, 111, 111, 111, 1]
+        );
+        assert_eq!(
+            [
+                vp(Rejected),
+                vp(EmptyLogin),
+                vp(EmptyPassword),
+                vp(BadLogin),
+                vp(Unreadable)
+            ],
+            [3, 12, 13, 20, 11]
+        );
         assert_eq!([vp(Setgid), vp(Setuid), vp(Chdir), vp(Temporary)], [4, 5, 6, 111]);
-        assert_eq!([dc(Rejected), dc(Unknown), dc(Temporary), dc(Malformed)], [1, 3, 111, 2]);
+        assert_eq!(
+            [dc(Rejected), dc(Unknown), dc(Temporary), dc(Malformed)],
+            [1, 3, 111, 2]
+        );
     }
 }

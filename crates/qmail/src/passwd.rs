@@ -74,12 +74,16 @@ pub fn group_gid(text: &[u8], name: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
-    const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/bash\nbad:x:1\nalice:$6$s$h:1000:1001:Alice,,,:/home/alice:/bin/sh\n";
+    const PASSWD: &[u8] =
+        b"root:x:0:0:root:/root:/bin/bash\nbad:x:1\nalice:$6$s$h:1000:1001:Alice,,,:/home/alice:/bin/sh\n";
 
     #[test]
     fn passwd_entries() {
         let a = Passwd::find(PASSWD, b"alice").unwrap();
-        assert_eq!((a.uid, a.gid, &a.dir[..], &a.shell[..]), (1000, 1001, &b"/home/alice"[..], &b"/bin/sh"[..]));
+        assert_eq!(
+            (a.uid, a.gid, &a.dir[..], &a.shell[..]),
+            (1000, 1001, &b"/home/alice"[..], &b"/bin/sh"[..])
+        );
         assert_eq!(a.passwd, b"$6$s$h");
         assert_eq!(Passwd::find(PASSWD, b"bad"), None);
         assert_eq!(Passwd::find(PASSWD, b"ali"), None);
