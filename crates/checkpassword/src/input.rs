@@ -98,7 +98,9 @@ pub fn read_fd3() -> Result<Vec<u8>, BadInput> {
 mod tests {
     use super::*;
 
-    fn parse(b: &[u8]) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
+    type Fields = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    fn parse(b: &[u8]) -> Result<Fields, String> {
         Request::parse(b.to_vec())
             .map(|r| (r.login().to_vec(), r.password().to_vec(), r.third().to_vec()))
             .map_err(|e| format!("{e:?}"))

@@ -200,8 +200,9 @@ mod tests {
         };
         userdb::store(&db, &[u]).unwrap();
         let sys = Source::System { passwd: p, shadow: s };
+        let only = [sys.clone()];
         let find1 = |srcs: &[Source], l: &str| find(srcs, &Login::parse(l.as_bytes()).unwrap()).unwrap();
-        assert_eq!(find1(&[sys.clone()], "alice").unwrap().hash, b"$6$a$b");
+        assert_eq!(find1(&only, "alice").unwrap().hash, b"$6$a$b");
         assert_eq!(
             find1(&[Source::Users(db.clone()), sys.clone()], "alice").unwrap().hash,
             b"$6$virtual$h"
@@ -210,9 +211,9 @@ mod tests {
             find1(&[sys.clone(), Source::Users(db.clone())], "alice").unwrap().uid,
             1000
         );
-        assert_eq!(find1(&[sys.clone()], "bob").unwrap().hash, b"$1$x$y");
-        assert_eq!(find1(&[sys.clone()], "Alice"), None);
-        assert_eq!(find1(&[sys.clone()], "alice@example.com"), None);
+        assert_eq!(find1(&only, "bob").unwrap().hash, b"$1$x$y");
+        assert_eq!(find1(&only, "Alice"), None);
+        assert_eq!(find1(&only, "alice@example.com"), None);
         std::fs::remove_dir_all(&home).unwrap();
     }
 }

@@ -223,7 +223,7 @@ mod tests {
             refusal(11, b"").unwrap(),
             perm("envelope address too long for qq (#5.1.3)")
         );
-        assert_eq!(refusal(31, b"").unwrap().permanent, true);
+        assert!(refusal(31, b"").unwrap().permanent);
         assert_eq!(refusal(25, b"").unwrap(), perm("qq permanent problem (#5.3.0)"));
         assert_eq!(refusal(75, b"").unwrap(), temp("qq temporary problem (#4.3.0)"));
         assert_eq!(refusal(91, b"").unwrap(), temp("qq internal bug (#4.3.0)"));
