@@ -59,7 +59,7 @@ protocols = pop3
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login apop
+auth_mechanisms = plain login apop cram-md5
 mail_location = maildir:~/Maildir
 first_valid_uid = 1000
 import_environment = QMAILHOME={home}
@@ -137,6 +137,23 @@ def test_apop_through_credentials_lookup(dovecot):
     p = pop(port)
     with pytest.raises(poplib.error_proto):
         p.apop("alice@example.com", "wrong")
+
+
+def test_cram_md5_through_credentials_lookup(dovecot):
+    import base64
+    import hashlib
+    import hmac
+    port, _ = dovecot
+
+    def auth(password):
+        p = pop(port)
+        challenge = p._shortcmd("AUTH CRAM-MD5")
+        assert challenge.startswith(b"+ ")
+        digest = hmac.new(password, base64.b64decode(challenge[2:]), hashlib.md5).hexdigest()
+        p._putcmd(base64.b64encode(b"alice@example.com " + digest.encode()).decode())
+        return p._getline()[0]
+    assert auth(b"pop-pw").startswith(b"+OK")
+    assert auth(b"pop-pW").startswith(b"-ERR")
 
 
 def test_system_account_with_yescrypt(dovecot):
