@@ -8,6 +8,7 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,13 @@ def test_make_run_serves_and_queues():
     try:
         ready, _, _ = select.select([p.stdout], [], [], 30)
         assert ready and b"serving on 127.0.0.1:%d" % port in p.stdout.readline()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        for _ in range(100):   # the banner comes just before tcpserver binds
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.1)
+        with c:
             seen = b"".join(iter(lambda: c.recv(4096), b""))
         assert b"TCPREMOTEIP=127.0.0.1" in seen and b'RELAYCLIENT=' in seen
         home = ROOT / "run/home"
