@@ -2,7 +2,7 @@
 # Programs land in bin/; test helpers in target/test-bin/.
 
 TARGET ?= x86_64-unknown-linux-musl
-PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users
+PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users ucspi-tlsd ucspi-tlsc
 TESTPROGS = envprobe connbench queuebench maxrss
 PREFIX ?= /usr/local
 CARGO ?= cargo
@@ -13,11 +13,14 @@ all: build
 
 # Static musl binaries when the target can be had; otherwise glibc with crt-static
 # (bigger, but still static: they start under softlimit -m 2000000, with less room).
+# ring (the TLS engines' crypto) compiles a few C files: with musl-gcc if installed,
+# else with the system gcc, which works for ring's freestanding C (CC_MUSL overrides).
 build:
 	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)'; then \
 	  rustup target add $(TARGET) || echo "make: cannot add $(TARGET); building glibc crt-static instead" >&2; \
 	fi
 	@if rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)'; then \
+	  CC_x86_64_unknown_linux_musl=$${CC_MUSL:-$$(command -v musl-gcc || echo gcc)} \
 	  $(CARGO) build --release --locked --target $(TARGET) && dir=target/$(TARGET)/release; \
 	else \
 	  RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu \
