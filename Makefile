@@ -3,7 +3,7 @@
 
 TARGET ?= x86_64-unknown-linux-musl
 PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users ucspi-tlsd ucspi-tlsc
-TESTPROGS = envprobe connbench queuebench maxrss
+TESTPROGS = envprobe connbench queuebench maxrss tlsbenchapp
 PREFIX ?= /usr/local
 CARGO ?= cargo
 
@@ -44,6 +44,7 @@ bench: build deps
 	python3 tests/bench.py
 	python3 tests/bench_queue.py
 	python3 tests/bench_checkpassword.py
+	python3 tests/bench_tls.py
 
 install: build
 	sh etc/install

@@ -109,18 +109,33 @@ def test_openssl_s_client_starttls_smtp(serve, pki):
     assert b"SSL_PROTOCOL=TLSv1.2" in r.stdout
 
 
-def test_ten_megabytes_each_way(serve, pki):
+def test_data_right_after_the_handshake(serve, pki):
+    """A client's first command can arrive with its Finished message, in one read; it
+    must reach the application (8 of 20 runs hung before this was fixed)."""
     s = tlsd(serve, pki)
-    c = Client(s.port)
-    c.starttls()
+    for _ in range(20):
+        r = subprocess.run(["openssl", "s_client", "-quiet", "-starttls", "smtp", "-connect", f"127.0.0.1:{s.port}"],
+                           input=b"INFO\r\nQUIT\r\n", capture_output=True, timeout=10)
+        assert b"SSL_PROTOCOL=TLSv1.3" in r.stdout and b"221 bye" in r.stdout
+
+
+def test_ten_megabytes_each_way(serve, pki):
+    """openssl s_client (one process, select-driven, so both directions flow at once):
+    10 MB up, echoed back down by the application, byte for byte."""
+    s = tlsd(serve, pki)
     data = os.urandom(10 << 20)
-    assert c.cmd(f"ECHO {len(data)}") == b"354 go"
-    sender = threading.Thread(target=c.sock.sendall, args=(data,))
-    sender.start()
-    back = c.exactly(len(data))
-    sender.join()
-    assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
-    assert c.line() == b"250 echoed"
+    p = subprocess.Popen(["openssl", "s_client", "-quiet", "-ign_eof", "-starttls", "smtp", "-connect",
+                          f"127.0.0.1:{s.port}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    writer = threading.Thread(target=lambda: (p.stdin.write(f"ECHO {len(data)}\r\n".encode() + data + b"QUIT\r\n"),
+                                              p.stdin.close()))
+    writer.start()
+    out = p.stdout.read()
+    writer.join()
+    assert p.wait(30) == 0
+    head = out.index(b"354 go\r\n") + len(b"354 go\r\n")
+    assert hashlib.sha256(out[head:head + len(data)]).digest() == hashlib.sha256(data).digest()
+    assert out[head + len(data):] == b"250 echoed\r\n221 bye\r\n"
 
 
 def test_server_sends_ten_megabytes(serve, pki):

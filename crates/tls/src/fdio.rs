@@ -82,6 +82,24 @@ impl io::Write for Fd {
             }
         })
     }
+    /// A whole handshake flight in one call: one segment instead of several small
+    /// ones that Nagle's algorithm would hold back for the peer's delayed ACK.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let iov = bufs.as_ptr() as *mut libc::iovec;
+        let n = bufs.len().min(64);
+        // SAFETY: IoSlice is ABI-compatible with iovec; the kernel only reads them.
+        check(unsafe {
+            if self.socket {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov;
+                msg.msg_iovlen = n as _;
+                libc::sendmsg(self.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            } else {
+                libc::writev(self.fd, iov, n as libc::c_int)
+            }
+        })
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }

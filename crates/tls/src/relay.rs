@@ -94,6 +94,8 @@ pub fn relay(conn: &mut Connection, mut net_r: Fd, mut net_w: Fd, mut app_r: Fd,
     let mut pending: Vec<u8> = Vec::new(); // plaintext for the application
     let mut pos = 0;
     let mut chunk = vec![0u8; 16384];
+    // The handshake's last read may have brought application data along.
+    take_plaintext(conn, &mut pending, &mut peer_open, &mut app_w)?;
     loop {
         let flushed = flush_tls(conn, &mut net_w)?;
         if !app_open && flushed {
@@ -123,35 +125,21 @@ pub fn relay(conn: &mut Connection, mut net_r: Fd, mut net_w: Fd, mut app_r: Fd,
         }
         let ready = fdio::poll(&fds, None).map_err(Failure::Io)?;
         if ready[0] != 0 {
-            match conn.read_tls(&mut net_r) {
-                Ok(0) => peer_open = false,
-                Ok(_) => {}
-                Err(e) if would_block(&e) => {}
-                Err(e) => return Err(Failure::Io(e)),
-            }
-            if let Err(e) = conn.process_new_packets() {
-                let _ = flush_tls(conn, &mut net_w);
-                return Err(Failure::Tls(e));
-            }
             pending.clear();
             pos = 0;
-            loop {
-                match conn.reader().read(&mut chunk) {
-                    Ok(0) => {
-                        peer_open = false; // close_notify
-                        break;
-                    }
-                    Ok(n) => pending.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                        if let Some(w) = app_w.take() {
-                            let _ = fdio::write_all(w.fd, &pending);
-                            fdio::close(w.fd);
-                        }
-                        return Err(Failure::Truncated);
-                    }
+            // Several records per wakeup: rustls reads at most 4 KB at a time.
+            while peer_open && pending.len() < 65536 {
+                match conn.read_tls(&mut net_r) {
+                    Ok(0) => peer_open = false,
+                    Ok(_) => {}
+                    Err(e) if would_block(&e) => break,
                     Err(e) => return Err(Failure::Io(e)),
                 }
+                if let Err(e) = conn.process_new_packets() {
+                    let _ = flush_tls(conn, &mut net_w);
+                    return Err(Failure::Tls(e));
+                }
+                take_plaintext(conn, &mut pending, &mut peer_open, &mut app_w)?;
             }
         }
         if ready[3] != 0 {
@@ -177,6 +165,35 @@ pub fn relay(conn: &mut Connection, mut net_r: Fd, mut net_w: Fd, mut app_r: Fd,
                     conn.send_close_notify();
                 }
             }
+        }
+    }
+}
+
+/// Moves the plaintext rustls has decrypted into `pending`; notes a close_notify.
+/// A peer gone without close_notify ends the session after its last bytes are passed on.
+fn take_plaintext(
+    conn: &mut Connection,
+    pending: &mut Vec<u8>,
+    peer_open: &mut bool,
+    app_w: &mut Option<Fd>,
+) -> Result<(), Failure> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match conn.reader().read(&mut chunk) {
+            Ok(0) => {
+                *peer_open = false; // close_notify
+                return Ok(());
+            }
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                if let Some(w) = app_w.take() {
+                    let _ = fdio::write_all(w.fd, pending);
+                    fdio::close(w.fd);
+                }
+                return Err(Failure::Truncated);
+            }
+            Err(e) => return Err(Failure::Io(e)),
         }
     }
 }
