@@ -204,11 +204,14 @@ def test_implicit_python_and_openssl(serve, pki):
 
 
 def test_only_tls12_and_13(serve, pki):
+    """A client that offers only TLS 1.1 or 1.0 (OpenSSL's security level lowered so
+    that it really tries) is refused in the handshake."""
     s = tlsd(serve, pki, "-i")
     for old in ("-tls1_1", "-tls1"):
-        r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{s.port}", old], input=b"",
-                           capture_output=True, timeout=30)
-        assert b"220 tlsapp" not in r.stdout
+        r = subprocess.run(["openssl", "s_client", "-quiet", old, "-cipher", "DEFAULT@SECLEVEL=0", "-connect",
+                            f"127.0.0.1:{s.port}"], input=b"QUIT\r\n", capture_output=True, timeout=30)
+        assert b"220 tlsapp" not in r.stdout and b"alert" in r.stderr
+    s.wait_log(lambda t: t.count("handshake failed: peer is incompatible") == 2)
 
 
 # --- bad input --------------------------------------------------------------------------
