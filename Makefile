@@ -2,7 +2,7 @@
 # Programs land in bin/; test helpers in target/test-bin/.
 
 TARGET ?= x86_64-unknown-linux-musl
-PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users ucspi-tlsd ucspi-tlsc
+PROGRAMS = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users ucspi-tlsd ucspi-tlsc qmail-smtpd
 TESTPROGS = envprobe connbench queuebench maxrss tlsbenchapp
 PREFIX ?= /usr/local
 CARGO ?= cargo

@@ -1,0 +1,200 @@
+//! SMTP AUTH's back end: which checkpassword program verifies which mechanism, decided
+//! from qmail-smtpd's arguments (smtp-auth.md §6) so that every run line in the field
+//! means what its admin meant and none becomes an open relay, and the run of that
+//! program with the credentials on fd 3.
+//!
+//! - no arguments: no AUTH;
+//! - `hostname checker subprogram...` (brush ≥0.30, jms1): the host name is only for
+//!   the CRAM-MD5 challenge;
+//! - four words, the first and third absolute paths of executables (the seeds'
+//!   `vchkpw /bin/true cmd5checkpw /bin/true`): LOGIN and PLAIN run the first pair,
+//!   CRAM-MD5 the second, with brush's field order;
+//! - anything else (Hoffmann): all the words are checker and subprogram, for every
+//!   mechanism, with Hoffmann's CRAM-MD5 field order.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// `user\0challenge\0response\0` (brush, cmd5checkpw 0.22).
+    Brush,
+    /// `user\0response\0challenge\0` (Hoffmann, vchkpw 5.4, cmd5checkpw 0.30).
+    Hoffmann,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checker {
+    pub argv: Vec<OsString>,
+    pub order: Order,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkers {
+    pub login: Checker,
+    pub cram: Checker,
+    pub hostname: Option<String>,
+}
+
+fn executable(p: &OsString) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+fn absolute(p: &OsString) -> bool {
+    p.as_bytes().first() == Some(&b'/')
+}
+
+/// The checkers named by qmail-smtpd's arguments; an error names an unusable checker.
+pub fn checkers(args: &[OsString]) -> Result<Option<Checkers>, String> {
+    let (login, cram, hostname) = match args {
+        [] => return Ok(None),
+        [host, rest @ ..] if !host.as_bytes().contains(&b'/') && rest.len() >= 2 => {
+            let c = Checker { argv: rest.to_vec(), order: Order::Brush };
+            (c.clone(), c, Some(host.to_string_lossy().into_owned()))
+        }
+        [a, b, c, d] if absolute(a) && absolute(c) && executable(a) && executable(c) => (
+            Checker { argv: vec![a.clone(), b.clone()], order: Order::Brush },
+            Checker { argv: vec![c.clone(), d.clone()], order: Order::Brush },
+            None,
+        ),
+        _ => {
+            let c = Checker { argv: args.to_vec(), order: Order::Hoffmann };
+            (c.clone(), c, None)
+        }
+    };
+    for c in [&login, &cram] {
+        if absolute(&c.argv[0]) && !executable(&c.argv[0]) {
+            return Err(format!("checker {} is not executable", c.argv[0].to_string_lossy()));
+        }
+    }
+    Ok(Some(Checkers { login, cram, hostname }))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Bad,
+    /// Exit 111, a signal, or the checker could not run: 454, never 235.
+    Temporary,
+}
+
+/// Runs the checker with `fields` on fd 3 (each NUL-terminated). Its stdin is
+/// /dev/null and its output goes to our log, never to the client.
+pub fn check(checker: &Checker, fields: &[&[u8]]) -> Verdict {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Verdict::Temporary;
+    }
+    let (r, w) = (fds[0], fds[1]);
+    // SAFETY: fd 2 is ours; the duplicate becomes the child's stdout and stderr.
+    let log = |fd: i32| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    let (out, err) = (log(2), log(2));
+    let mut cmd = Command::new(&checker.argv[0]);
+    cmd.args(&checker.argv[1..]).stdin(Stdio::null());
+    if out >= 0 && err >= 0 {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: freshly duplicated descriptors owned by nothing else.
+        unsafe {
+            cmd.stdout(Stdio::from(OwnedFd::from_raw_fd(out))).stderr(Stdio::from(OwnedFd::from_raw_fd(err)));
+        }
+    }
+    // SAFETY: dup2/fcntl only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if r == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(r, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    // SAFETY: our read end, no longer needed once the child has it.
+    unsafe { libc::close(r) };
+    // SAFETY: the write end becomes a File that closes it.
+    let mut pipe = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(w) };
+    let Ok(mut child) = child else {
+        return Verdict::Temporary;
+    };
+    let mut data = Vec::new();
+    for f in fields {
+        data.extend_from_slice(f);
+        data.push(0);
+    }
+    let _ = pipe.write_all(&data);
+    drop(pipe);
+    wipe(&mut data);
+    match child.wait() {
+        Ok(s) if s.code() == Some(0) => Verdict::Ok,
+        Ok(s) if s.code() == Some(111) || s.signal().is_some() => Verdict::Temporary,
+        Ok(_) => Verdict::Bad,
+        Err(_) => Verdict::Temporary,
+    }
+}
+
+pub fn wipe(buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        // SAFETY: a valid exclusive reference.
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
+}
+
+/// Base64 as clients send it: padding optional, nothing else tolerated.
+pub fn decode(line: &[u8]) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    LENIENT.decode(line).ok()
+}
+
+pub fn encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn argument_forms() {
+        assert_eq!(checkers(&[]).unwrap(), None);
+        let seed = checkers(&os(&["/bin/sh", "/bin/true", "/bin/sh", "/bin/true"])).unwrap().unwrap();
+        assert_eq!(seed.login.argv, os(&["/bin/sh", "/bin/true"]));
+        assert_eq!(seed.cram.argv, os(&["/bin/sh", "/bin/true"]));
+        assert_eq!(seed.cram.order, Order::Brush);
+        let brush = checkers(&os(&["mail.example.com", "/bin/sh", "/bin/true"])).unwrap().unwrap();
+        assert_eq!(brush.hostname.as_deref(), Some("mail.example.com"));
+        assert_eq!(brush.login.argv, os(&["/bin/sh", "/bin/true"]));
+        let hoff = checkers(&os(&["/bin/sh", "/bin/true"])).unwrap().unwrap();
+        assert_eq!((hoff.login.order, hoff.hostname), (Order::Hoffmann, None));
+        // Never a path taken for a host name, never /bin/true as the checker.
+        let odd = checkers(&os(&["/bin/sh", "/bin/true", "/nonexistent", "/bin/true"]));
+        assert!(odd.unwrap().unwrap().login.argv[0] == "/bin/sh");
+        assert!(checkers(&os(&["/nonexistent/vchkpw", "/bin/true"])).is_err());
+    }
+
+    #[test]
+    fn base64_lenient_padding_only() {
+        assert_eq!(decode(b"dGltIGI5MTNh").unwrap(), b"tim b913a");
+        assert_eq!(decode(b"YQ").unwrap(), b"a");
+        assert_eq!(decode(b"YQ==").unwrap(), b"a");
+        assert!(decode(b"Y Q==").is_none() && decode(b"!!!!").is_none());
+    }
+}

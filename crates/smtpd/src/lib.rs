@@ -1,0 +1,45 @@
+//! qmail-smtpd: qmail's SMTP server, never an open relay, with SMTP AUTH through a
+//! checkpassword program and STARTTLS through a UCSPI-TLS engine.
+//!
+//! It runs under tcpserver as qmaild, one process per connection, and hands each
+//! message to qmail-queue (or `$QMAILQUEUE`). The dialogue, replies and control files
+//! are qmail-smtpd's (shared/reference/smtp-auth.md for AUTH); what rqmail adds:
+//!
+//! - a missing control/rcpthosts refuses every recipient that does not relay (qmail
+//!   accepted them all);
+//! - SIZE, ENHANCEDSTATUSCODES, limits on line length, recipients, header size and
+//!   idle commands, each with its reply;
+//! - AUTH (LOGIN, PLAIN, CRAM-MD5) with the argument forms of every patch family, 454
+//!   when the verifier fails rather than 235 or 535; `SMTPAUTH=!` requires it
+//!   (submission), `SMTPAUTH=-` turns it off;
+//! - STARTTLS when `SSLCTLFD` is set (ucspi-tlsd, s6-ucspitlsd, sslserver -n),
+//!   `UCSPITLS=!` to require it; implicit TLS when `SSL_PROTOCOL` is set; PLAIN and
+//!   LOGIN only under TLS where TLS is on offer, unless `SMTPAUTHCLEAR` is set;
+//! - log lines on stderr: accepted messages, refused recipients, AUTH results.
+//!
+//! Modules: [`io`] (the connection and its deadline), [`addr`] (addresses and ESMTP
+//! parameters), [`control`] (settings), [`auth`] (checkers and their run), [`data`]
+//! (the message and the Received line), [`smtp`] (the dialogue).
+
+pub mod addr;
+pub mod auth;
+pub mod control;
+pub mod data;
+pub mod io;
+pub mod smtp;
+
+/// The whole program: chdir to QMAILHOME, read the settings, serve the session.
+pub fn main(args: Vec<std::ffi::OsString>) -> ! {
+    // SAFETY: setting a signal disposition before anything else runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let home = qmail::home::home();
+    let fail = || -> ! {
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), b"421 4.3.0 unable to read controls (#4.3.0)\r\n");
+        std::process::exit(1)
+    };
+    if std::env::set_current_dir(&home).is_err() {
+        fail()
+    }
+    let settings = control::Settings::load(&home).unwrap_or_else(|_| fail());
+    smtp::Session::new(home, settings, &args).run()
+}
