@@ -56,20 +56,43 @@ pub fn checkers(args: &[OsString]) -> Result<Option<Checkers>, String> {
     let (login, cram, hostname) = match args {
         [] => return Ok(None),
         [host, rest @ ..] if !host.as_bytes().contains(&b'/') && rest.len() >= 2 => {
-            let c = Checker { argv: rest.to_vec(), order: Order::Brush };
+            let c = Checker {
+                argv: rest.to_vec(),
+                order: Order::Brush,
+            };
             (c.clone(), c, Some(host.to_string_lossy().into_owned()))
         }
         [a, b, c, d] if absolute(a) && absolute(c) && executable(a) && executable(c) => (
-            Checker { argv: vec![a.clone(), b.clone()], order: Order::Brush },
-            Checker { argv: vec![c.clone(), d.clone()], order: Order::Brush },
+            Checker {
+                argv: vec![a.clone(), b.clone()],
+                order: Order::Brush,
+            },
+            Checker {
+                argv: vec![c.clone(), d.clone()],
+                order: Order::Brush,
+            },
             None,
         ),
         _ => {
-            let c = Checker { argv: args.to_vec(), order: Order::Hoffmann };
+            let c = Checker {
+                argv: args.to_vec(),
+                order: Order::Hoffmann,
+            };
             (c.clone(), c, None)
         }
     };
     for c in [&login, &cram] {
+        // /bin/true (or false) exits the same whatever the password: with it as the
+        // checker, a brush 0.31 reading of the seeds' line is an open relay.
+        if matches!(
+            std::path::Path::new(&c.argv[0]).file_name().map(|n| n.as_bytes()),
+            Some(b"true" | b"false")
+        ) {
+            return Err(format!(
+                "checker {} cannot verify passwords",
+                c.argv[0].to_string_lossy()
+            ));
+        }
         if absolute(&c.argv[0]) && !executable(&c.argv[0]) {
             return Err(format!("checker {} is not executable", c.argv[0].to_string_lossy()));
         }
@@ -103,7 +126,8 @@ pub fn check(checker: &Checker, fields: &[&[u8]]) -> Verdict {
         use std::os::fd::{FromRawFd, OwnedFd};
         // SAFETY: freshly duplicated descriptors owned by nothing else.
         unsafe {
-            cmd.stdout(Stdio::from(OwnedFd::from_raw_fd(out))).stderr(Stdio::from(OwnedFd::from_raw_fd(err)));
+            cmd.stdout(Stdio::from(OwnedFd::from_raw_fd(out)))
+                .stderr(Stdio::from(OwnedFd::from_raw_fd(err)));
         }
     }
     // SAFETY: dup2/fcntl only, between fork and exec.
@@ -175,11 +199,15 @@ mod tests {
     #[test]
     fn argument_forms() {
         assert_eq!(checkers(&[]).unwrap(), None);
-        let seed = checkers(&os(&["/bin/sh", "/bin/true", "/bin/sh", "/bin/true"])).unwrap().unwrap();
+        let seed = checkers(&os(&["/bin/sh", "/bin/true", "/bin/sh", "/bin/true"]))
+            .unwrap()
+            .unwrap();
         assert_eq!(seed.login.argv, os(&["/bin/sh", "/bin/true"]));
         assert_eq!(seed.cram.argv, os(&["/bin/sh", "/bin/true"]));
         assert_eq!(seed.cram.order, Order::Brush);
-        let brush = checkers(&os(&["mail.example.com", "/bin/sh", "/bin/true"])).unwrap().unwrap();
+        let brush = checkers(&os(&["mail.example.com", "/bin/sh", "/bin/true"]))
+            .unwrap()
+            .unwrap();
         assert_eq!(brush.hostname.as_deref(), Some("mail.example.com"));
         assert_eq!(brush.login.argv, os(&["/bin/sh", "/bin/true"]));
         let hoff = checkers(&os(&["/bin/sh", "/bin/true"])).unwrap().unwrap();
@@ -187,6 +215,8 @@ mod tests {
         // Never a path taken for a host name, never /bin/true as the checker.
         let odd = checkers(&os(&["/bin/sh", "/bin/true", "/nonexistent", "/bin/true"]));
         assert!(odd.unwrap().unwrap().login.argv[0] == "/bin/sh");
+        assert!(checkers(&os(&["/bin/true", "/bin/true", "/bin/true", "/bin/true"])).is_err());
+        assert!(checkers(&os(&["mail.example.com", "/bin/true", "/bin/true"])).is_err());
         assert!(checkers(&os(&["/nonexistent/vchkpw", "/bin/true"])).is_err());
     }
 

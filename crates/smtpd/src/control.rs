@@ -74,7 +74,12 @@ impl Settings {
         };
         let host = crate::addr::domain(addr);
         let mut keys = vec![&host[..]];
-        keys.extend(host.iter().enumerate().filter(|(_, &b)| b == b'.').map(|(i, _)| &host[i..]));
+        keys.extend(
+            host.iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'.')
+                .map(|(i, _)| &host[i..]),
+        );
         if keys.iter().any(|k| hosts.iter().any(|h| h == k)) {
             return true;
         }
@@ -104,7 +109,11 @@ mod tests {
     fn rcpthosts_and_lists() {
         let d = std::env::temp_dir().join(format!("rqmail-smtpd-control-{}", std::process::id()));
         std::fs::create_dir_all(d.join("control")).unwrap();
-        std::fs::write(d.join("control/rcpthosts"), "Example.com\n.sub.example.org\n\n# comment\n").unwrap();
+        std::fs::write(
+            d.join("control/rcpthosts"),
+            "Example.com\n.sub.example.org\n\n# comment\n",
+        )
+        .unwrap();
         let s = Settings::load(&d).unwrap();
         assert!(s.rcpthost(b"a@example.com") && s.rcpthost(b"a@EXAMPLE.COM") && s.rcpthost(b"postmaster"));
         assert!(s.rcpthost(b"a@x.sub.example.org") && !s.rcpthost(b"a@sub.example.org"));

@@ -125,12 +125,25 @@ pub fn blast(conn: &mut Conn, q: &mut Queue, limit: u64, header_limit: u64) -> R
 /// qmail's character filter for the Received line: anything else becomes `?`.
 fn safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || ".@%+/=:-[]".contains(c) { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".@%+/=:-[]".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
 /// `Received: from HOST (HELO helo) (info@IP)\n  by LOCAL with PROTO; DATE\n`
-pub fn received(remotehost: &str, helo: Option<&str>, info: Option<&str>, ip: &str, local: &str, proto: &str) -> String {
+pub fn received(
+    remotehost: &str,
+    helo: Option<&str>,
+    info: Option<&str>,
+    ip: &str,
+    local: &str,
+    proto: &str,
+) -> String {
     let mut r = format!("Received: from {}", safe(remotehost));
     if let Some(h) = helo {
         r += &format!(" (HELO {})", safe(h));
@@ -139,7 +152,12 @@ pub fn received(remotehost: &str, helo: Option<&str>, info: Option<&str>, ip: &s
     if let Some(i) = info {
         r += &format!("{}@", safe(i));
     }
-    r += &format!("{})\n  by {} with {proto}; {}\n", safe(ip), safe(local), qmail::date822::Utc::now().rfc822());
+    r += &format!(
+        "{})\n  by {} with {proto}; {}\n",
+        safe(ip),
+        safe(local),
+        qmail::date822::Utc::now().rfc822()
+    );
     r
 }
 
@@ -147,7 +165,14 @@ pub fn received(remotehost: &str, helo: Option<&str>, info: Option<&str>, ip: &s
 mod tests {
     #[test]
     fn received_line() {
-        let r = super::received("unknown", Some("x y"), Some("alice"), "127.0.0.1", "mx.example", "ESMTPA");
+        let r = super::received(
+            "unknown",
+            Some("x y"),
+            Some("alice"),
+            "127.0.0.1",
+            "mx.example",
+            "ESMTPA",
+        );
         assert!(r.starts_with("Received: from unknown (HELO x?y) (alice@127.0.0.1)\n  by mx.example with ESMTPA; "));
         assert!(r.ends_with(" -0000\n"));
     }

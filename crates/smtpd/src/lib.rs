@@ -34,7 +34,10 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ! {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let home = qmail::home::home();
     let fail = || -> ! {
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), b"421 4.3.0 unable to read controls (#4.3.0)\r\n");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            b"421 4.3.0 unable to read controls (#4.3.0)\r\n",
+        );
         std::process::exit(1)
     };
     if std::env::set_current_dir(&home).is_err() {

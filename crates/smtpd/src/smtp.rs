@@ -82,7 +82,9 @@ impl Session {
             pid: std::process::id(),
             remoteip: env("TCPREMOTEIP").unwrap_or_else(|| "unknown".into()),
             remoteinfo: env("TCPREMOTEINFO"),
-            local: env("TCPLOCALHOST").or_else(|| env("TCPLOCALIP")).unwrap_or_else(|| "unknown".into()),
+            local: env("TCPLOCALHOST")
+                .or_else(|| env("TCPLOCALIP"))
+                .unwrap_or_else(|| "unknown".into()),
             relayclient: env("RELAYCLIENT"),
             helo: None,
             esmtp: false,
@@ -136,7 +138,10 @@ impl Session {
                 }
                 Err(e) => self.end(e),
             };
-            self.idle += 1;
+            // Recipients are bounded by maxrcpt; everything else counts towards the limit.
+            if !line.get(..4).is_some_and(|v| v.eq_ignore_ascii_case(b"rcpt")) {
+                self.idle += 1;
+            }
             if self.idle > MAX_IDLE_COMMANDS {
                 self.say("421 4.7.0 too many commands without a message, closing");
                 let _ = self.conn.flush();
@@ -208,7 +213,12 @@ impl Session {
         if !esmtp {
             return self.say(&format!("250 {g}"));
         }
-        let mut lines = vec![g, "PIPELINING".into(), "8BITMIME".into(), format!("SIZE {}", self.s.databytes)];
+        let mut lines = vec![
+            g,
+            "PIPELINING".into(),
+            "8BITMIME".into(),
+            format!("SIZE {}", self.s.databytes),
+        ];
         lines.push("ENHANCEDSTATUSCODES".into());
         if self.starttls_offered() {
             lines.push("STARTTLS".into());
@@ -243,7 +253,11 @@ impl Session {
         let Some(p) = addr::parse(arg.as_bytes()) else {
             return self.say("555 5.5.4 syntax error (#5.5.4)");
         };
-        let size = p.params.iter().find(|(k, _)| k == b"SIZE").and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        let size = p
+            .params
+            .iter()
+            .find(|(k, _)| k == b"SIZE")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
         if self.s.databytes > 0 && size.is_some_and(|n| n > self.s.databytes) {
             return self.say("552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)");
         }
@@ -296,7 +310,11 @@ impl Session {
         if !self.esmtp {
             return "SMTP".into();
         }
-        format!("ESMTP{}{}", if self.tls { "S" } else { "" }, if self.auth_user.is_some() { "A" } else { "" })
+        format!(
+            "ESMTP{}{}",
+            if self.tls { "S" } else { "" },
+            if self.auth_user.is_some() { "A" } else { "" }
+        )
     }
 
     fn data(&mut self) {
@@ -314,8 +332,19 @@ impl Session {
         };
         let qp = q.pid();
         self.say("354 go ahead");
-        let info = self.auth_user.as_ref().map(|(u, _)| u.clone()).or(self.remoteinfo.clone());
-        let rcv = data::received(&self.remotehost, self.helo.as_deref(), info.as_deref(), &self.remoteip, &self.local, &self.protocol());
+        let info = self
+            .auth_user
+            .as_ref()
+            .map(|(u, _)| u.clone())
+            .or(self.remoteinfo.clone());
+        let rcv = data::received(
+            &self.remotehost,
+            self.helo.as_deref(),
+            info.as_deref(),
+            &self.remoteip,
+            &self.local,
+            &self.protocol(),
+        );
         q.put(rcv.as_bytes());
         let body = match data::blast(&mut self.conn, &mut q, self.s.databytes, MAX_HEADER) {
             Ok(b) => b,
@@ -346,7 +375,10 @@ impl Session {
         match q.close() {
             Ok(()) => {
                 self.idle = 0;
-                let who = self.auth_user.as_ref().map_or(String::new(), |(u, _)| format!(" auth <{u}>"));
+                let who = self
+                    .auth_user
+                    .as_ref()
+                    .map_or(String::new(), |(u, _)| format!(" auth <{u}>"));
                 self.logline(&format!(
                     "accepted message: qp {qp} bytes {} from <{}> rcpts {}{who}",
                     body.bytes,
@@ -426,12 +458,21 @@ impl Session {
                 return self.say("538 5.7.11 encryption required for requested authentication mechanism");
             }
             "LOGIN" => {
-                let Some(user) = self.response(initial, "334 VXNlcm5hbWU6") else { return };
-                let Some(pass) = self.response(None, "334 UGFzc3dvcmQ6") else { return };
+                let Some(user) = self.response(initial, "334 VXNlcm5hbWU6") else {
+                    return;
+                };
+                let Some(pass) = self.response(None, "334 UGFzc3dvcmQ6") else {
+                    return;
+                };
+                if user.is_empty() || pass.is_empty() {
+                    return self.say("501 5.5.2 malformed auth input (#5.5.4)");
+                }
                 vec![user, pass, Vec::new()]
             }
             "PLAIN" => {
-                let Some(msg) = self.response(initial, "334 ") else { return };
+                let Some(msg) = self.response(initial, "334 ") else {
+                    return;
+                };
                 let parts: Vec<&[u8]> = msg.split(|&b| b == 0).collect();
                 let [authzid, authcid, pass] = parts[..] else {
                     return self.say("501 5.5.2 malformed auth input (#5.5.4)");
@@ -449,7 +490,9 @@ impl Session {
                 let host = checkers.hostname.clone().unwrap_or_else(|| self.s.me.clone());
                 let challenge = format!("<{}.{}@{host}>", self.pid, qmail::date822::now());
                 let prompt = format!("334 {}", auth::encode(challenge.as_bytes()));
-                let Some(resp) = self.response(None, &prompt) else { return };
+                let Some(resp) = self.response(None, &prompt) else {
+                    return;
+                };
                 let Some(sp) = resp.iter().position(|&b| b == b' ') else {
                     return self.say("501 5.5.2 malformed auth input (#5.5.4)");
                 };
@@ -464,7 +507,11 @@ impl Session {
             }
             _ => return self.say("504 5.5.4 auth type unimplemented (#5.5.1)"),
         };
-        let checker = if mech == "CRAM-MD5" { &checkers.cram } else { &checkers.login };
+        let checker = if mech == "CRAM-MD5" {
+            &checkers.cram
+        } else {
+            &checkers.login
+        };
         let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         let verdict = auth::check(checker, &refs);
         let user = String::from_utf8_lossy(&fields[0]).into_owned();
@@ -475,7 +522,10 @@ impl Session {
         let kind = mech.to_ascii_lowercase();
         match verdict {
             Verdict::Ok => {
-                log(&format!("[{}]: auth: auth-success type={kind} user=<{user}> ip={}", self.pid, self.remoteip));
+                log(&format!(
+                    "[{}]: auth: auth-success type={kind} user=<{user}> ip={}",
+                    self.pid, self.remoteip
+                ));
                 let method: &'static str = match mech.as_str() {
                     "LOGIN" => "login",
                     "PLAIN" => "plain",
@@ -497,11 +547,17 @@ impl Session {
                 self.say("235 2.7.0 ok, go ahead (#2.0.0)");
             }
             Verdict::Bad => {
-                log(&format!("[{}]: auth: auth-failed type={kind} user=<{user}> ip={}", self.pid, self.remoteip));
+                log(&format!(
+                    "[{}]: auth: auth-failed type={kind} user=<{user}> ip={}",
+                    self.pid, self.remoteip
+                ));
                 self.say("535 5.7.8 authentication failed (#5.7.0)");
             }
             Verdict::Temporary => {
-                log(&format!("[{}]: auth: auth-temporary-failure type={kind} user=<{user}> ip={}", self.pid, self.remoteip));
+                log(&format!(
+                    "[{}]: auth: auth-temporary-failure type={kind} user=<{user}> ip={}",
+                    self.pid, self.remoteip
+                ));
                 self.say("454 4.7.0 temporary authentication failure (#4.3.0)");
             }
         }
@@ -530,8 +586,8 @@ impl Session {
             return None;
         }
         match auth::decode(&line) {
-            Some(v) if !v.is_empty() => Some(v),
-            _ => {
+            Some(v) => Some(v),
+            None => {
                 self.say("501 5.5.2 malformed auth input (#5.5.4)");
                 None
             }
