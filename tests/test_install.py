@@ -76,30 +76,46 @@ def test_install_refuses_without_root():
 
 
 def test_make_run_serves_and_queues():
+    """make run on a fresh tree: SMTP with STARTTLS and AUTH on the printed port, the
+    test user it created logs in, and the message lands in run/home's queue."""
+    import smtplib
+    import ssl
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     p = subprocess.Popen(["sh", str(ROOT / "etc/run-local")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=dict(os.environ, PORT=str(port)), start_new_session=True)
     try:
-        ready, _, _ = select.select([p.stdout], [], [], 30)
-        assert ready and b"serving on 127.0.0.1:%d" % port in p.stdout.readline()
+        ready, _, _ = select.select([p.stdout], [], [], 60)
+        assert ready and b"SMTP on 127.0.0.1:%d" % port in p.stdout.readline()
+        hint = p.stdout.readline()
+        assert b"swaks -s 127.0.0.1 -p %d --tls -a PLAIN -au test@example.com -ap test-password" % port in hint
         for _ in range(100):   # the banner comes just before tcpserver binds
             try:
-                c = socket.create_connection(("127.0.0.1", port), timeout=10)
+                c = smtplib.SMTP("127.0.0.1", port, timeout=20)
                 break
             except ConnectionRefusedError:
                 time.sleep(0.1)
-        with c:
-            seen = b"".join(iter(lambda: c.recv(4096), b""))
-        assert b"TCPREMOTEIP=127.0.0.1" in seen and b'RELAYCLIENT=' in seen
         home = ROOT / "run/home"
-        env = dict(os.environ, QMAILHOME=str(home), USER="tester")
         before = len(list((home / "queue/todo").iterdir()))
-        r = subprocess.run([str(home / "bin/sendmail"), "you@example.org"], input=b"Subject: hi\n\nx\n",
-                           capture_output=True, env=env)
-        assert r.returncode == 0, r.stderr
+        c.ehlo()
+        assert "starttls" in c.esmtp_features
+        c.starttls(context=ssl._create_unverified_context())
+        c.ehlo()
+        c.login("test@example.com", "test-password")
+        c.sendmail("test@example.com", ["you@example.org"], b"Subject: make run\r\n\r\nhello\r\n")
+        c.quit()
         assert len(list((home / "queue/todo").iterdir())) == before + 1
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(10)
+
+
+@pytest.mark.parametrize("run", sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("etc/*/qmail-*/run")))
+def test_run_scripts(run):
+    """The daemontools and runit scripts: valid sh, the seeds' softlimit, TLS in front."""
+    text = (ROOT / run).read_text()
+    assert subprocess.run(["sh", "-n", str(ROOT / run)]).returncode == 0
+    assert "softlimit -m 2000000 /usr/local/bin/tcpserver" in text and "ucspi-tlsd" in text
+    assert os.access(ROOT / run, os.X_OK) and os.access((ROOT / run).parent / "log/run", os.X_OK)
+    assert ("SMTPAUTH=\"!\"" in text) == ("submission" in run) and ("-i -u" in text) == ("smtps" in run)

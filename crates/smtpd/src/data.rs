@@ -50,7 +50,7 @@ pub fn blast(conn: &mut Conn, q: &mut Queue, limit: u64, header_limit: u64) -> R
     loop {
         let ch = conn.byte().map_err(Stop::End)?;
         match state {
-            0 | 1 | 2 if ch == b'\n' => return Err(Stop::BareLf),
+            0..=2 if ch == b'\n' => return Err(Stop::BareLf),
             0 => {
                 if ch == b'\r' {
                     state = 4;
