@@ -45,6 +45,7 @@ bench: build deps
 	python3 tests/bench_queue.py
 	python3 tests/bench_checkpassword.py
 	python3 tests/bench_tls.py
+	python3 tests/bench_smtpd.py
 
 install: build
 	sh etc/install

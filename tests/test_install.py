@@ -48,6 +48,7 @@ def test_install_sets_owners_and_modes(installed):
     assert os.readlink(b / "vchkpw") == os.readlink(b / "cmd5checkpw") == "checkpassword"
     assert mode(home / "users")[2] == 0o755
     assert mode(b / "ucspi-tlsd") == (0, QMAIL, 0o755) and mode(b / "ucspi-tlsc") == (0, QMAIL, 0o755)
+    assert mode(b / "qmail-smtpd") == (0, QMAIL, 0o755)
     assert (prefix / "bin/tcpserver").read_bytes() == (BIN / "tcpserver").read_bytes()
     assert subprocess.run([str(BIN / "qmail-mkqueue"), "-c", str(home)]).returncode == 0
     # Installing again (an upgrade) keeps everything as it was.
