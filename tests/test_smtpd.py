@@ -449,3 +449,23 @@ def test_queue_exit_codes_become_replies(mta, open_dir):
         s.rcpt("u@example.com")
         code_, text = s.data(b"x\r\n")
         assert f"{code_} ".encode() + text == reply
+
+
+def test_auth_environment_reaches_the_queue(mta, open_dir):
+    """After AUTH, qmail-queue (and a $QMAILQUEUE filter) sees who logged in."""
+    dump = open_dir / "dump"
+    dump.mkdir()
+    dump.chmod(0o777)
+    q = open_dir / "qq-env"
+    q.write_text(f"#!/bin/sh\nenv > {dump}/env\nexec {mta.home}/bin/qmail-queue\n")
+    q.chmod(0o755)
+    port = mta.start(env={"QMAILQUEUE": str(q)}, limit=False)
+    s = smtp(port)
+    s.ehlo()
+    s.login("bob@example.com", "bob-pw")
+    s.sendmail("bob@example.com", ["x@elsewhere.org"], b"Subject: env\r\n\r\nx\r\n")
+    s.quit()
+    env = dict(l.split("=", 1) for l in (dump / "env").read_text().splitlines() if "=" in l)
+    assert (env["RELAYCLIENT"], env["TCPREMOTEINFO"], env["SMTPAUTHUSER"], env["SMTP_AUTH_USER"],
+            env["SMTPAUTHMETHOD"]) == ("", "bob@example.com", "bob@example.com", "bob@example.com", "cram-md5")
+    assert len(mta.queued()) == 1
