@@ -155,6 +155,16 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Gives up on the message: the queue program sees its input end without an
+    /// envelope, removes what it wrote and exits; it is waited for, not left a zombie.
+    pub fn abort(mut self) {
+        self.message = None;
+        self.envelope_pipe = None;
+        let _ = self.child.wait();
+    }
+}
+
 /// An unstartable queue program, as qmail's clients say it.
 pub fn exec_failure() -> Refusal {
     temp("unable to exec qq (#4.3.0)")

@@ -357,7 +357,7 @@ impl Session {
             Err(Stop::End(e)) => self.end(e),
         };
         if body.hops >= data::MAXHOPS || body.too_big || body.header_too_big {
-            drop(q); // closing without the envelope leaves nothing in the queue
+            q.abort(); // without an envelope nothing is queued
             let why = if body.hops >= data::MAXHOPS {
                 "554 5.4.6 too many hops, this message is looping (#5.4.6)"
             } else if body.too_big {
