@@ -13,32 +13,16 @@ session (qmail-smtpd with its qmail-queue; Postfix's smtpd processes, which are 
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from netkit import free_port, vmhwm, wait_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin"
 COUNT = int(os.environ.get("BENCH_SMTP_MESSAGES", "2000"))
 CONCURRENCY = (1, 10, 50)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def source(port, conc, count):
@@ -102,18 +86,6 @@ def postfix(tmp):
                               stderr=subprocess.DEVNULL, start_new_session=True)
     wait_port(port)
     return master, port
-
-
-def vmhwm(pattern):
-    best = 0
-    for pid in subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    best = max(best, int(line.split()[1]))
-        except OSError:
-            pass
-    return best
 
 
 def main():

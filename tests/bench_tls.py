@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "tls"))
 import certs  # noqa: E402
+from netkit import free_port, vmhwm  # noqa: E402
 
 TCPSERVER = ROOT / "bin" / "tcpserver"
 TLSD = ROOT / "bin" / "ucspi-tlsd"
@@ -51,19 +52,6 @@ def rate(port, conc):
         start = time.monotonic()
         total = sum(pool.starmap(handshakes, [(port, SECONDS)] * conc))
         return total / (time.monotonic() - start)
-
-
-def vmhwm(pattern):
-    pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-    best = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    best = max(best, int(line.split()[1]))
-        except OSError:
-            pass
-    return best
 
 
 def bulk(port, pattern):
@@ -140,12 +128,6 @@ def main():
             p.kill()
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

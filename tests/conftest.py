@@ -305,3 +305,15 @@ class QHome:
 @pytest.fixture
 def qhome(open_dir):
     return QHome(open_dir / "home")
+
+
+@pytest.fixture
+def pki(open_dir):
+    """Certificates for the TLS tests (tests/tls/certs.py): {name: path}."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent / "tls"))
+    import certs
+    d = open_dir / "certs"
+    d.mkdir()
+    d.chmod(0o755)
+    return certs.make(d)

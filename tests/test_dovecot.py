@@ -5,23 +5,16 @@ the user's Maildir read back byte for byte."""
 
 import os
 import poplib
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, need, need_root
+from netkit import free_port, wait_port
 
 DOVECOT = Path("/usr/sbin/dovecot")
 MESSAGE = b"From: a@example.org\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nbody line\r\n.dot line\r\n"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -81,13 +74,9 @@ userdb {{
 }}
 """)
     proc = subprocess.Popen([str(DOVECOT), "-F", "-c", str(t / "dovecot.conf")])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    try:
+        wait_port(port)
+    except RuntimeError:
         proc.kill()
         pytest.fail("dovecot did not listen: " + (t / "dovecot.log").read_text())
     yield port, t

@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, IS_ROOT, QHome
 
 STAMP = re.compile(rb"^Date: \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d -0000\nMessage-ID: <\d{14}\.(\d+)\.qmail@([^>]*)>\n")
 

@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 

@@ -18,16 +18,14 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, IS_ROOT, NO_DNS, QHome, TEST_GROUPS, TEST_USERS, need
+from netkit import free_port, wait_port
 
-sys.path.insert(0, str(Path(__file__).parent / "tls"))
-import certs  # noqa: E402
 
 DIALOGS = sorted((Path(__file__).parent / "smtp").glob("*.dialog"))
 QMAILD, NOFILES = TEST_USERS["qmaild"], TEST_GROUPS["nofiles"]
@@ -196,9 +194,7 @@ def seed(mta, open_dir):
         shutil.copy(BIN / "checkpassword", dest)
         dest.chmod(0o4711)
     shutil.copy(cdb, up / "etc/tcp.smtp.cdb")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     line = SEED.replace("0 smtp", f"127.0.0.1 {port}")
     setup = (f"mount -t tmpfs rqmail /var && mkdir /var/qmail && mount --bind {mta.path} /var/qmail && "
              f"mount --bind {up}/home /home && "
@@ -210,12 +206,7 @@ def seed(mta, open_dir):
     log = open(open_dir / "seed.log", "wb")
     p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", setup], stdout=log,
                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_port(port)
     yield port, open_dir / "seed.log"
     os.killpg(p.pid, signal.SIGKILL)
     p.wait(10)
@@ -263,14 +254,6 @@ def test_seed_line_with_true_everywhere_is_no_open_relay(mta, open_dir):
 
 
 # --- real clients, TLS -------------------------------------------------------------------------
-
-@pytest.fixture
-def pki(open_dir):
-    d = open_dir / "certs"
-    d.mkdir()
-    d.chmod(0o755)
-    return certs.make(d)
-
 
 def test_smtplib_starttls_login_send(mta, pki):
     port = mta.start(tls=[], env={"CERTFILE": str(pki["ec"])})

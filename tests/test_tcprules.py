@@ -3,13 +3,12 @@ directions, CIDR, bad lines refused with their line number while the old CDB sta
 a million lines, and tcprulescheck's report."""
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, PROBE, impl_dir, need, probe, talk, tcprules
+from conftest import BIN, impl_dir, need, probe, talk, tcprules
 
 SEED = '127.0.0.1:allow,RELAYCLIENT=""\n192.168.10.:allow,RELAYCLIENT=""\n:allow\n'
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import PROBE, base_env, need, need_root, probe, talk, tcp_env, tcprules
+from conftest import base_env, need_root, probe, talk, tcp_env, tcprules
 
 RULES = """# test rules
 127.0.0.1:allow,RELAYCLIENT="",RULE="exact"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, PROBE, base_env, impl_dir, need, need_root, probe, talk, tcp_env, tcprules
+from conftest import BIN, PROBE, base_env, impl_dir, need, need_root, probe, talk, tcprules
 
 FLAGS = ["-H", "-R", "-l", "0", "-v"]
 

@@ -9,27 +9,17 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, IS_ROOT, base_env, need, need_root
+from conftest import BIN, base_env, need_root
 
-sys.path.insert(0, str(Path(__file__).parent / "tls"))
-import certs  # noqa: E402
+from netkit import free_port
 
 APP = str(Path(__file__).parent / "tls" / "app.py")
-
-
-@pytest.fixture
-def pki(open_dir):
-    d = open_dir / "certs"
-    d.mkdir()
-    d.chmod(0o755)
-    return certs.make(d)
 
 
 def tlsd(serve, pki, *opts, cert="ec", env=None, app=APP, tcp=()):
@@ -342,12 +332,6 @@ def read_all(fd):
     return out
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("cert, opts, code, why", [
     ("ec", ["-n", "localhost"], 0, ""),
     ("rsa", ["-n", "127.0.0.1"], 0, ""),
@@ -376,7 +360,7 @@ def test_client_against_openssl_s_server(pki, cert, opts, code, why):
             while b"dlrow olleh" not in got:
                 got += os.read(from_r, 4096)
         os.close(to_w)
-        rest = read_all(from_r)
+        read_all(from_r)
         os.close(from_r)
         assert p.wait(20) == code, p.stderr.read()
         if code:
