@@ -277,3 +277,17 @@ def test_queue_programs_run_under_softlimit(home):
     assert r.returncode == 0, r.stderr
     [(records, mess)] = home.todo().values()
     assert len(mess) > 20 << 20
+
+
+def test_sendmail_bs_with_the_real_qmail_smtpd(home):
+    """sendmail -bs through rqmail's qmail-smtpd: a local client relays and the message
+    is queued with the Received line naming it."""
+    from conftest import BIN
+    (home.path / "bin/qmail-smtpd").symlink_to(BIN / "qmail-smtpd")
+    (home.path / "control/rcpthosts").write_text("example.com\n")
+    dialog = b"HELO me\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<x@elsewhere.org>\r\nDATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+    r = sendmail(home, ["-bs"], dialog)
+    assert r.returncode == 0 and b"250 2.1.5 ok\r\n354 go ahead\r\n250 2.0.0 ok " in r.stdout, r.stdout
+    records, mess = queued(home)
+    assert records == [b"Fa@example.org", b"Tx@elsewhere.org"]
+    assert b"(sendmail-bs@127.0.0.1)" in mess and b"\nhi\n" in mess
