@@ -510,3 +510,25 @@ def test_setuid_ignores_qmailhome_and_refuses_lookups(home, suid, open_dir):
     code, p, err = in_namespace(home, suid, b"bob@example.com\0\0\0", [PROBE], 7791,
                                 home.env(ORIG_UID="7791", AUTHORIZED="1"))
     assert code == 111 and "END" not in p and b"lookup" in err
+
+
+def test_random_fd3_never_crashes_or_accepts(home):
+    """500 random fd 3 inputs (mangled good ones among them) under each name: only the
+    interface's codes, never a signal, never a login without the password."""
+    import random
+    rnd = random.Random(5)
+    good = b"bob@example.com\0bob-pw\0\0"
+    allowed = {"checkpassword": {1, 2}, "cmd5checkpw": {1, 2}, "vchkpw": {3, 11, 12, 13, 20}}
+    for i in range(500):
+        if rnd.random() < 0.5:
+            data = bytearray(good)
+            for _ in range(rnd.randrange(1, 4)):
+                data[rnd.randrange(len(data))] = rnd.randrange(256)
+            data = bytes(data)
+        else:
+            data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(600)))
+        name = rnd.choice(list(allowed))
+        code, probe, err = home.run(data, prog=["/nonexistent/prog"], name=name, limit=2000000)
+        if b"\0bob-pw\0" in data:
+            continue   # perhaps still a right login: the exec of /nonexistent would fail with 111
+        assert code in allowed[name], (i, name, data[:80], code, err)

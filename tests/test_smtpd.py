@@ -80,9 +80,7 @@ class Mta:
                        *([] if front else ids), "127.0.0.1", "0", *front, str(BIN / "qmail-smtpd"), *args]
         if limit:
             cmd = ["softlimit", "-m", "2000000", *cmd]
-        if IS_ROOT:
-            setup = 'mount -t tmpfs rqmail /var && mkdir /var/qmail && mount --bind "$0" /var/qmail && exec "$@"'
-            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", setup, str(self.path), *cmd]
+        cmd = self.inside(cmd)
         e = self.env(QMAILHOME=self.home, **(env or {}))
         log = open(self.path / f"smtpd{len(self.servers)}.log", "wb")
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=e, start_new_session=True)
@@ -90,6 +88,13 @@ class Mta:
         self.servers.append((p, log))
         assert line.strip().isdigit(), (self.path / f"smtpd{len(self.servers) - 1}.log").read_text()
         return int(line)
+
+    def inside(self, cmd):
+        """As root: `cmd` in a private mount namespace whose /var/qmail is this home."""
+        if not IS_ROOT:
+            return cmd
+        setup = 'mount -t tmpfs rqmail /var && mkdir /var/qmail && mount --bind "$0" /var/qmail && exec "$@"'
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", setup, str(self.path), *cmd]
 
     def log(self, i=-1):
         return (self.path / f"smtpd{len(self.servers) - 1 if i == -1 else i}.log").read_text(errors="replace")
@@ -452,3 +457,30 @@ def test_auth_environment_reaches_the_queue(mta, open_dir):
     assert (env["RELAYCLIENT"], env["TCPREMOTEINFO"], env["SMTPAUTHUSER"], env["SMTP_AUTH_USER"],
             env["SMTPAUTHMETHOD"]) == ("", "bob@example.com", "bob@example.com", "bob@example.com", "cram-md5")
     assert len(mta.queued()) == 1
+
+
+def test_random_input_never_crashes(mta):
+    """300 sessions of random bytes and mangled commands straight into qmail-smtpd
+    (stdin/stdout, no tcpserver): it always ends by exit 0 or 1, never by a signal (a
+    panic would abort), and never queues a message it did not answer 250 for."""
+    import random
+    rnd = random.Random(7)
+    words = [b"HELO x", b"EHLO x", b"MAIL FROM:<a@b>", b"RCPT TO:<u@example.com>", b"DATA", b"AUTH PLAIN",
+             b"AUTH LOGIN", b"AUTH CRAM-MD5", b"STARTTLS", b"RSET", b"NOOP", b".", b"*", b"=", b"\x00", b"\r", b"\n",
+             b"RCPT TO:<" + b"x" * 2000, b"AUTH PLAIN " + base64.b64encode(b"\0bob@example.com\0bob-pw")]
+    accepted = 0
+    for i in range(300):
+        parts = [rnd.choice(words) if rnd.random() < 0.7 else bytes(rnd.randrange(256) for _ in range(rnd.randrange(40)))
+                 for _ in range(rnd.randrange(1, 30))]
+        data = b"".join(p + rnd.choice([b"\r\n", b"\n", b"", b"\r"]) for p in parts)
+        if rnd.random() < 0.4:   # into DATA, random bytes as the message, maybe ended
+            data = b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n" + data
+            if rnd.random() < 0.5:
+                data += b"\r\n.\r\n"
+        as_qmaild = ["setpriv", f"--reuid={QMAILD}", f"--regid={NOFILES}", "--clear-groups"] if IS_ROOT else []
+        r = subprocess.run(mta.inside([*as_qmaild, "softlimit", "-m", "2000000", str(BIN / "qmail-smtpd"),
+                                       mta.checkpw, "/bin/true"]), input=data, capture_output=True, timeout=30,
+                           env=mta.env(TCPREMOTEIP="127.0.0.1", TCPLOCALIP="127.0.0.1", QMAILHOME=mta.home))
+        assert r.returncode in (0, 1), (i, r.returncode, data[:200], r.stderr[-300:])
+        accepted += r.stdout.count(b"\r\n250 2.0.0 ok ")
+    assert len(mta.queued()) == accepted and accepted > 0
