@@ -69,12 +69,9 @@ impl Drop for Request {
     }
 }
 
-/// Overwrites a buffer that held a password before freeing it.
+/// Overwrites a buffer that held a password, then frees it.
 pub fn wipe(mut buf: Vec<u8>) {
-    for b in buf.iter_mut() {
-        // SAFETY: `b` is a valid, exclusive reference; volatile keeps the store.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
+    qmail::secret::wipe(&mut buf);
 }
 
 /// Reads fd 3 to EOF or to MAX+1 bytes, then closes it.

@@ -18,7 +18,7 @@
 //!   one-setting-per-file configuration.
 //! - [`queuedir`], [`queueclient`]: the queue's file names, and the client side of
 //!   qmail-queue that every program queueing mail uses.
-//! - [`date822`]: qmail's UTC dates.
+//! - [`date822`]: qmail's UTC dates; [`secret`]: wiping password buffers.
 //!
 //! Design decisions a reader must know: every program is single-threaded and does
 //! blocking IO, and must fit the seeds' `softlimit -m 2000000`, so nothing here keeps
@@ -38,3 +38,4 @@ pub mod queueclient;
 pub mod queuedir;
 pub mod rlimit;
 pub mod rules;
+pub mod secret;

@@ -156,19 +156,12 @@ pub fn check(checker: &Checker, fields: &[&[u8]]) -> Verdict {
     }
     let _ = pipe.write_all(&data);
     drop(pipe);
-    wipe(&mut data);
+    qmail::secret::wipe(&mut data);
     match child.wait() {
         Ok(s) if s.code() == Some(0) => Verdict::Ok,
         Ok(s) if s.code() == Some(111) || s.signal().is_some() => Verdict::Temporary,
         Ok(_) => Verdict::Bad,
         Err(_) => Verdict::Temporary,
-    }
-}
-
-pub fn wipe(buf: &mut [u8]) {
-    for b in buf.iter_mut() {
-        // SAFETY: a valid exclusive reference.
-        unsafe { std::ptr::write_volatile(b, 0) };
     }
 }
 

@@ -517,7 +517,7 @@ impl Session {
         let user = String::from_utf8_lossy(&fields[0]).into_owned();
         let mut fields = fields;
         for f in fields.iter_mut() {
-            auth::wipe(f);
+            qmail::secret::wipe(f);
         }
         let kind = mech.to_ascii_lowercase();
         match verdict {
