@@ -18,7 +18,8 @@
 //!   one-setting-per-file configuration.
 //! - [`queuedir`], [`queueclient`]: the queue's file names, and the client side of
 //!   qmail-queue that every program queueing mail uses.
-//! - [`date822`]: qmail's UTC dates; [`secret`]: wiping password buffers.
+//! - [`date822`]: qmail's UTC dates; [`secret`]: wiping password buffers; [`log`]:
+//!   log fields that no outside byte can end.
 //!
 //! Design decisions a reader must know: every program is single-threaded and does
 //! blocking IO, and must fit the seeds' `softlimit -m 2000000`, so nothing here keeps
@@ -32,6 +33,7 @@ pub mod exit;
 pub mod getopt;
 pub mod home;
 pub mod ids;
+pub mod log;
 pub mod passwd;
 pub mod privs;
 pub mod queueclient;

@@ -34,22 +34,7 @@ impl Log {
 /// `?`, and more than 100 bytes are cut with `...`, so a hostile PTR or ident reply
 /// cannot forge or split a log line. Unknown values are empty fields.
 pub fn field(value: Option<&str>) -> String {
-    let Some(v) = value else { return String::new() };
-    let mut out: String = v
-        .bytes()
-        .take(100)
-        .map(|b| {
-            if (33..=126).contains(&b) && b != b'%' && b != b':' {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if v.len() > 100 {
-        out.push_str("...");
-    }
-    out
+    value.map_or(String::new(), |v| qmail::log::field(v.as_bytes(), 100, b"%:"))
 }
 
 #[cfg(test)]

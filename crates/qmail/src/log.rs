@@ -1,0 +1,47 @@
+//! Log fields that hold bytes from outside (a client's user name, an address, a PTR
+//! or ident reply): each byte that could end the line or the field becomes `?`, so a
+//! hostile value cannot forge a second line or a field of its own, and log
+//! analysers (fail2ban, qmailanalog) read exactly the fields the program wrote.
+
+/// `value` made safe for one log field: bytes outside printable ASCII (33..=126),
+/// and each byte in `also` (the field's own delimiters), become `?`; more than `max`
+/// bytes are cut and `...` is added.
+pub fn field(value: &[u8], max: usize, also: &[u8]) -> String {
+    let mut out: String = value
+        .iter()
+        .take(max)
+        .map(|&b| {
+            if (33..=126).contains(&b) && !also.contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if value.len() > max {
+        out.push_str("...");
+    }
+    out
+}
+
+/// A value shown between `<` and `>` (qmail-smtpd's addresses and AUTH users).
+pub fn bracketed(value: &[u8]) -> String {
+    field(value, 200, b"<>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_bytes_cannot_end_a_line_or_a_field() {
+        assert_eq!(field(b"jo:e", 100, b"%:"), "jo?e");
+        assert_eq!(field(b"a b%\n", 100, b"%:"), "a?b??");
+        assert_eq!(
+            bracketed(b"x> ip=1.2.3.4\nqmail-smtpd: auth-success user=<root"),
+            "x??ip=1.2.3.4?qmail-smtpd:?auth-success?user=?root"
+        );
+        assert_eq!(bracketed(b"a\r\0\xe9b"), "a???b");
+        assert_eq!(field(&[b'x'; 150], 100, b""), format!("{}...", "x".repeat(100)));
+    }
+}
