@@ -19,7 +19,8 @@
 //! - [`queuedir`], [`queueclient`]: the queue's file names, and the client side of
 //!   qmail-queue that every program queueing mail uses.
 //! - [`date822`]: qmail's UTC dates; [`secret`]: wiping password buffers; [`log`]:
-//!   log fields that no outside byte can end.
+//!   log fields that no outside byte can end; [`signals`]: the signal state a setuid
+//!   program starts from.
 //!
 //! Design decisions a reader must know: every program is single-threaded and does
 //! blocking IO, and must fit the seeds' `softlimit -m 2000000`, so nothing here keeps
@@ -41,3 +42,4 @@ pub mod queuedir;
 pub mod rlimit;
 pub mod rules;
 pub mod secret;
+pub mod signals;
