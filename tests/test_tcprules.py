@@ -182,3 +182,35 @@ def test_tcprulescheck_errors_match_debian(tmp_path):
         theirs = subprocess.run([str(impl_dir("debian") / "tcprulescheck"), *args], capture_output=True)
         assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr)
         assert ours.returncode in (100, 111)
+
+
+# Issue 12 item 9: a block that is not octet-aligned expands to exact addresses; a more
+# specific line must win over it in whichever order the two are written, in our
+# tcpserver and in Debian's reading the same CDB.
+SHADOW = [
+    ('127.0.20.0/25:allow,RULE="block"\n127.0.20.13:deny\n', {"127.0.20.12": "block", "127.0.20.13": None}),
+    ('127.0.20.13:deny\n127.0.20.0/25:allow,RULE="block"\n', {"127.0.20.12": "block", "127.0.20.13": None}),
+    ('127.0.20.0/25:allow,RULE="wide"\n127.0.20.0/28:deny\n127.0.20.0/27:allow,RULE="mid"\n',
+     {"127.0.20.13": None, "127.0.20.16": "mid", "127.0.20.100": "wide"}),
+    ('127.0.16.0/20:deny\n127.0.20.:allow,RULE="c"\n127.0.18.0/23:allow,RULE="b"\n',
+     {"127.0.20.13": "c", "127.0.19.1": "b", "127.0.17.1": None}),
+    ('127.0.20.0/25:allow,RULE="first"\n127.0.20.0/25:deny\n', {"127.0.20.13": "first"}),
+]
+
+
+@pytest.mark.parametrize("text,want", SHADOW)
+def test_more_specific_line_beats_a_cidr_block_in_any_order(serve, tmp_path, text, want):
+    cdb = tmp_path / "r.cdb"
+    assert tcprules("rqmail", cdb, text + ':allow,RULE="default"\n').returncode == 0
+    for impl in ("rqmail", "debian"):
+        for ip, rule in want.items():
+            out = subprocess.run([str(impl_dir(impl) / "tcprulescheck"), str(cdb)], env={"TCPREMOTEIP": ip},
+                                 capture_output=True, text=True).stdout
+            assert out.endswith("deny connection\n" if rule is None else
+                                f"set environment variable RULE={rule}\nallow connection\n"), (impl, ip, out)
+        s = serve(impl, ["-H", "-R", "-l", "0", "-x", str(cdb)])
+        for ip, rule in want.items():
+            if rule is None:
+                assert talk(s.port, src=ip) == b"", (impl, ip)
+            else:
+                assert probe(s.port, src=ip)["env"]["RULE"] == rule, (impl, ip)

@@ -7,6 +7,11 @@
 //! bytes as Debian's tcprules. Beyond 0.88: the address may be a CIDR block, expanded
 //! into the prefix keys every tcpserver understands; `::1:allow` finds its separator
 //! as the IPv6 patch does; variable names must be valid environment names.
+//!
+//! A block whose length is not a multiple of the key's unit (`10.0.0.0/25`) becomes
+//! keys of a finer unit (exact addresses) that a more specific line may also have
+//! (`10.0.0.13:deny`); [`Keys::Block`] carries the length, so that tcprules can put
+//! the more specific record first.
 
 use crate::cidr;
 
@@ -17,13 +22,18 @@ use crate::cidr;
 pub enum Keys<'a> {
     One(&'a [u8]),
     Many(Vec<Vec<u8>>),
+    /// A CIDR block of prefix length `len`.
+    Block {
+        keys: Vec<Vec<u8>>,
+        len: u32,
+    },
 }
 
 impl Keys<'_> {
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         let (one, many) = match self {
             Keys::One(k) => (Some(*k), &[][..]),
-            Keys::Many(v) => (None, v.as_slice()),
+            Keys::Many(v) | Keys::Block { keys: v, .. } => (None, v.as_slice()),
         };
         one.into_iter().chain(many.iter().map(Vec::as_slice))
     }
@@ -134,7 +144,10 @@ fn keys(address: &[u8]) -> Result<Keys<'_>, ParseError> {
     }
     if address.contains(&b'/') {
         let text = std::str::from_utf8(address).map_err(|_| ParseError("bad CIDR block".into()))?;
-        return cidr::expand(text).map(Keys::Many).map_err(ParseError);
+        let len = text.rsplit_once('/').and_then(|(_, l)| l.parse().ok()).unwrap_or(0);
+        return cidr::expand(text)
+            .map(|keys| Keys::Block { keys, len })
+            .map_err(ParseError);
     }
     match address.iter().position(|&b| b == b'-') {
         Some(dash) => range(address, dash).map(Keys::Many),

@@ -5,6 +5,15 @@
 //! reading the CDB sees the old or the new rules, never a mix, even across a crash.
 //! A bad line stops everything with its line number and reason, exit 100; the old CDB
 //! is untouched and the temporary file removed.
+//!
+//! Of two records with the same key, tcpserver takes the first. For 0.88's own lines
+//! that is the first line, and the CDB is byte for byte Debian's. A CIDR block that
+//! expands to several keys (`10.0.0.0/25`: 128 exact addresses) is less specific than
+//! any other line with one of those keys (`10.0.0.13:deny`), and than a longer block;
+//! its records are therefore written after every other line's, longest blocks first,
+//! so that the more specific rule wins whatever the order of the lines, in Debian's
+//! tcpserver too. (A block with one key, `/24` or `/32`, is written in place: it is
+//! the same rule as its key written plainly.)
 
 use crate::rulefile::{self, trimmed};
 use qmail::errstr::io_str;
@@ -47,6 +56,7 @@ fn write_records(mut input: impl BufRead, file: File, tmp: &Path) -> Result<(), 
     let mut line = Vec::with_capacity(256);
     let mut data = Vec::with_capacity(256);
     let mut number = 0u64;
+    let mut blocks: Vec<(u32, Vec<Vec<u8>>, Vec<u8>)> = Vec::new();
     loop {
         line.clear();
         if input
@@ -65,8 +75,20 @@ fn write_records(mut input: impl BufRead, file: File, tmp: &Path) -> Result<(), 
                 why.0
             ),
         })?;
-        for key in keys.iter() {
-            db.add(key, &data).map_err(write_err)?;
+        match keys {
+            rulefile::Keys::Block { keys, len } if keys.len() > 1 => blocks.push((len, keys, data.clone())),
+            keys => {
+                for key in keys.iter() {
+                    db.add(key, &data).map_err(write_err)?;
+                }
+            }
+        }
+    }
+    // Stable: among blocks of one length (the same block twice), the first line wins.
+    blocks.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, keys, data) in &blocks {
+        for key in keys {
+            db.add(key, data).map_err(write_err)?;
         }
     }
     db.finish().map_err(write_err)?;
@@ -80,4 +102,44 @@ fn sync_dir(file: &Path) -> io::Result<()> {
         _ => Path::new("."),
     };
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qmail::rules::{lookup, Client};
+
+    fn denied(rules: &str, ip: &str) -> bool {
+        let dir = std::env::temp_dir().join(format!("tcprules-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (cdb, tmp) = (dir.join("r.cdb"), dir.join("r.tmp"));
+        compile(rules.as_bytes(), &cdb, &tmp).unwrap();
+        let client = Client {
+            ip,
+            host: None,
+            info: None,
+        };
+        let rule = lookup(&cdb, &client).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        rule.is_some_and(|r| r.denies())
+    }
+
+    #[test]
+    fn more_specific_wins_over_a_block_in_any_order() {
+        // (rules, an address the more specific line denies, one only the block allows)
+        for (rules, deny, allow) in [
+            ("10.0.0.0/25:allow\n10.0.0.13:deny\n", "10.0.0.13", "10.0.0.12"),
+            ("10.0.0.13:deny\n10.0.0.0/25:allow\n", "10.0.0.13", "10.0.0.12"),
+            ("10.0.0.0/25:allow\n10.0.0.0/28:deny\n", "10.0.0.13", "10.0.0.16"),
+            ("10.0.0.0/28:deny\n10.0.0.0/25:allow\n", "10.0.0.13", "10.0.0.16"),
+            ("10.0.0.0/20:allow\n10.0.0.:deny\n", "10.0.0.13", "10.0.1.13"),
+            ("10.0.0.0/20:allow\n10.0.0.0/22:deny\n", "10.0.3.13", "10.0.4.13"),
+        ] {
+            assert!(denied(&format!("{rules}:deny\n"), deny), "{rules}");
+            assert!(!denied(&format!("{rules}:deny\n"), allow), "{rules}");
+        }
+        // The same block twice: the first line, as for any two equal lines.
+        assert!(!denied("10.0.0.0/25:allow\n10.0.0.0/25:deny\n", "10.0.0.13"));
+        assert!(denied("10.0.0.0/25:deny\n10.0.0.0/25:allow\n", "10.0.0.13"));
+    }
 }
