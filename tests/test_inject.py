@@ -291,3 +291,76 @@ def test_sendmail_bs_with_the_real_qmail_smtpd(home):
     records, mess = queued(home)
     assert records == [b"Fa@example.org", b"Tx@elsewhere.org"]
     assert b"(sendmail-bs@127.0.0.1)" in mess and b"\nhi\n" in mess
+
+
+# --- no header byte can end an envelope record (issue 12, item 3) -----------------
+
+NUL_FIELDS = [
+    b"To: alice@example.test, bob\0Tinjected@evil.org\n",
+    b"Cc: alice@example.test, bob\0Tinjected@evil.org\n",
+    b"Bcc: bob\0Tinjected@evil.org\n",
+    b"Apparently-To: bob\0Tinjected@evil.org\n",
+    b"To: \"bob\0Tinjected\"@evil.org\n",                # inside a quoted string
+    b"To: \"bob\\\0Tinjected\"@evil.org\n",              # backslash-escaped
+    b"To: Bob <bob@[10.0.0.1\0Tinjected@evil.org]>\n",   # inside a domain literal
+    b"To: alice@example.test,\n bob\0Tinjected@evil.org\n",  # on a continuation line
+    b"Resent-To: bob\0Tinjected@evil.org\n",
+    b"Resent-Cc: bob\0Tinjected@evil.org\n",
+    b"Resent-Bcc: bob\0Tinjected@evil.org\n",
+    b"To: alice@example.test\nReturn-Path: <bob\0Tinjected@evil.org>\n",
+    b"To: alice@example.test\nReturn-Path: <\0Tinjected@evil.org>\n",
+]
+
+
+def nul_capture(h, open_dir):
+    """A $QMAILQUEUE filter that keeps what reached it: message and envelope."""
+    f = open_dir / "capture"
+    f.write_text(f"#!/bin/sh\ncat > {open_dir}/cap.msg\ncat <&1 > {open_dir}/cap.env\nexit 0\n")
+    f.chmod(0o755)
+    return f
+
+
+@pytest.mark.parametrize("how", ["qmail-inject", "sendmail -t", "sendmail -t -i -f www@site.example"])
+@pytest.mark.parametrize("field", NUL_FIELDS, ids=lambda f: f.split(b":")[0].decode() + ":" + str(len(f)))
+def test_nul_in_a_header_address_never_reaches_the_envelope(home, open_dir, how, field):
+    """A web form that strips only CR and LF: a NUL in any address field the
+    rewriter reads would end the record and start an injected one. The message is
+    refused, permanently, before anything is queued."""
+    text = b"Subject: form\n" + field + b"\nbody\n"
+    if field.startswith(b"Resent-"):
+        text = b"To: orig@x.y\n" + text
+
+    def run(**env):
+        if how == "qmail-inject":
+            return inject(home, [], text, **env)
+        return sendmail(home, how.split()[1:], text, **env)
+
+    r = run()
+    if b"Return-Path" in field and "-f" in how:
+        # -f wins over Return-Path, which is then only removed: the envelope is
+        # exactly the sender and the one recipient.
+        assert r.returncode == 0, r.stderr
+        assert queued(home)[0] == [b"Fwww@site.example", b"Talice@example.test"]
+        return
+    assert (r.returncode, r.stderr) == (100, b"qmail-inject: fatal: envelope address contains NUL (#5.1.3)\n")
+    assert home.todo() == {}
+    assert leftovers(home) == {"pid": [], "mess": [], "intd": [], "todo": []}
+    # Through a $QMAILQUEUE filter: not one envelope byte reached the queue program.
+    r = run(QMAILQUEUE=str(nul_capture(home, open_dir)))
+    assert r.returncode == 100
+    assert (open_dir / "cap.env").read_bytes() == b""
+    assert b"injected@evil.org" not in b"".join(b"".join(rec) for rec, _ in home.todo().values())
+
+
+def leftovers(h):
+    return {d: h.files(d) for d in ("pid", "mess", "intd", "todo")}
+
+
+def test_nul_elsewhere_in_the_header_is_not_an_address(home):
+    """Only addresses become envelope bytes: a NUL in a Subject or a From is the
+    message's business, and the envelope is exactly what the header asked for."""
+    r = inject(home, [], b"Subject: a\0Tinjected@evil.org\nFrom: me\0Tinjected@evil.org\n"
+                         b"To: alice@example.test, bob@x.y\n\nbody\n")
+    assert r.returncode == 0, r.stderr
+    records, mess = queued(home)
+    assert records == [b"Fjoe@example.org", b"Talice@example.test", b"Tbob@x.y"]

@@ -6,6 +6,10 @@
 //! fd 1 and an error pipe on fd 6 (and on `$ERROR_FD` if set), so qmail-qfilter, spam
 //! and virus scanners written for netqmail or notqmail keep working. Its exit code
 //! becomes qmail's text: `D…` for permanent, `Z…` for temporary (queue.md §1.5).
+//!
+//! [`Envelope`] is the one encoder of envelope records. NUL ends a record, so an
+//! address holding one would end its own record and start another (`bob\0Tevil@x`
+//! is two recipients); such an address is never written, and the message is refused.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -17,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 pub struct Queue {
     child: Child,
     message: Option<File>,
-    envelope: Vec<u8>,
+    envelope: Envelope,
     envelope_pipe: Option<File>,
     errors: File,
     /// A write to the child failed: it may have queued a truncated message.
@@ -78,7 +82,7 @@ impl Queue {
         Ok(Queue {
             child,
             message: Some(File::from(msg_w)),
-            envelope: Vec::new(),
+            envelope: Envelope::default(),
             envelope_pipe: Some(File::from(env_w)),
             errors: File::from(err_r),
             failed: false,
@@ -101,7 +105,8 @@ impl Queue {
         }
     }
 
-    /// Ends the message and records the envelope sender.
+    /// Ends the message and records the envelope sender. An address holding NUL
+    /// (here or in [`Queue::to`]) is not sent, and [`Queue::close`] refuses the message.
     pub fn from(&mut self, sender: &[u8]) {
         self.message = None;
         self.record(b'F', sender);
@@ -112,29 +117,33 @@ impl Queue {
     }
 
     fn record(&mut self, kind: u8, addr: &[u8]) {
-        self.envelope.push(kind);
-        self.envelope.extend_from_slice(addr);
-        self.envelope.push(0);
-        if self.envelope.len() >= 4096 {
+        self.envelope.record(kind, addr);
+        if self.envelope.bytes.len() >= 4096 {
             self.flush_envelope();
         }
     }
 
     fn flush_envelope(&mut self) {
         if let Some(p) = &mut self.envelope_pipe {
-            if p.write_all(&self.envelope).is_err() {
+            if p.write_all(&self.envelope.bytes).is_err() {
                 self.failed = true;
                 self.envelope_pipe = None;
             }
         }
-        self.envelope.clear();
+        self.envelope.bytes.clear();
     }
 
     /// Ends the envelope, waits for the queue program and says whether the message
     /// is queued.
     pub fn close(mut self) -> Result<(), Refusal> {
+        if self.envelope.refused {
+            // The envelope ends without its final NUL: the queue program sees a
+            // premature EOF, removes what it wrote and queues nothing.
+            self.abort();
+            return Err(perm(NUL_TEXT));
+        }
         self.message = None;
-        self.envelope.push(0);
+        self.envelope.end();
         self.flush_envelope();
         self.envelope_pipe = None;
         let mut text = Vec::new();
@@ -162,6 +171,41 @@ impl Queue {
         self.message = None;
         self.envelope_pipe = None;
         let _ = self.child.wait();
+    }
+}
+
+/// The envelope as qmail-queue reads it, record by record: `F` sender NUL, `T`
+/// recipient NUL for each, a final NUL.
+#[derive(Default)]
+struct Envelope {
+    /// Encoded records not yet written to the pipe.
+    bytes: Vec<u8>,
+    /// An address held NUL: it and everything after it are dropped, and the
+    /// message must not be queued.
+    refused: bool,
+}
+
+/// Why an envelope with a NUL in an address is refused; qmail-smtpd, qmail-inject
+/// and sendmail all report it as a permanent failure.
+const NUL_TEXT: &str = "envelope address contains NUL (#5.1.3)";
+
+impl Envelope {
+    fn record(&mut self, kind: u8, addr: &[u8]) {
+        if self.refused || addr.contains(&0) {
+            self.refused = true;
+            self.bytes.clear();
+            return;
+        }
+        self.bytes.push(kind);
+        self.bytes.extend_from_slice(addr);
+        self.bytes.push(0);
+    }
+
+    /// A refused envelope never gets its final NUL, so no queue program takes it.
+    fn end(&mut self) {
+        if !self.refused {
+            self.bytes.push(0);
+        }
     }
 }
 
@@ -241,6 +285,98 @@ mod tests {
             refusal(64, b"").unwrap(),
             temp("qq trouble creating files in queue (#4.3.0)")
         );
+    }
+
+    fn encode(records: &[(u8, &[u8])]) -> Envelope {
+        let mut e = Envelope::default();
+        for &(kind, addr) in records {
+            e.record(kind, addr);
+        }
+        e.end();
+        e
+    }
+
+    #[test]
+    fn envelope_records() {
+        let e = encode(&[(b'F', b"a@b"), (b'T', b"c@d"), (b'T', b"")]);
+        assert!(!e.refused);
+        assert_eq!(e.bytes, b"Fa@b\0Tc@d\0T\0\0");
+        assert_eq!(encode(&[(b'F', b"")]).bytes, b"F\0\0");
+        // Bytes other than NUL are the address's own, CR and LF included.
+        assert_eq!(encode(&[(b'F', b"a\r\n\xff")]).bytes, b"Fa\r\n\xff\0\0");
+    }
+
+    #[test]
+    fn nul_in_an_address_is_never_encoded() {
+        for records in [
+            &[
+                (b'F', b"a@b".as_slice()),
+                (b'T', b"alice@x"),
+                (b'T', b"bob\0Tinjected@evil.org"),
+            ][..],
+            &[(b'F', b"a\0Tinjected@evil.org"), (b'T', b"alice@x")],
+            &[(b'F', b"a@b"), (b'T', b"\0"), (b'T', b"after@x")],
+        ] {
+            let e = encode(records);
+            assert!(e.refused);
+            // Nothing from the bad record or after it, and no end.
+            assert_eq!(e.bytes, b"");
+        }
+    }
+
+    /// A home whose bin/qmail-queue keeps what reaches it.
+    fn fake_queue(name: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let home = std::env::temp_dir().join(format!("rqmail-qc-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(home.join("bin")).unwrap();
+        let qq = home.join("bin/qmail-queue");
+        std::fs::write(&qq, "#!/bin/sh\ncat > msg\ncat <&1 > env\nexit 0\n").unwrap();
+        std::fs::set_permissions(&qq, std::fs::Permissions::from_mode(0o755)).unwrap();
+        home
+    }
+
+    #[test]
+    fn a_nul_address_refuses_the_message_and_sends_no_envelope() {
+        if std::env::var_os("QMAILQUEUE").is_some() {
+            return; // the fake below would not be the program started
+        }
+        let home = fake_queue("ok");
+        let mut q = Queue::open(&home).unwrap();
+        q.put(b"x\n");
+        q.from(b"a@b");
+        q.to(b"c@d");
+        assert_eq!(q.close(), Ok(()));
+        assert_eq!(std::fs::read(home.join("env")).unwrap(), b"Fa@b\0Tc@d\0\0");
+
+        let home2 = fake_queue("nul");
+        let mut q = Queue::open(&home2).unwrap();
+        q.put(b"x\n");
+        q.from(b"a@b");
+        q.to(b"alice@x");
+        q.to(b"bob\0Tinjected@evil.org");
+        q.to(b"carol@x");
+        // The queue program exits 0, having read an envelope that never ended.
+        assert_eq!(q.close(), Err(perm("envelope address contains NUL (#5.1.3)")));
+        assert_eq!(std::fs::read(home2.join("env")).unwrap(), b"");
+        assert_eq!(std::fs::read(home2.join("msg")).unwrap(), b"x\n");
+
+        // After the first records went out: the envelope stops at a record's end,
+        // with no final NUL, which qmail-queue takes for a premature EOF (54).
+        let home3 = fake_queue("late");
+        let mut q = Queue::open(&home3).unwrap();
+        q.from(b"a@b");
+        for i in 0..300 {
+            q.to(format!("recipient{i:04}@example.org").as_bytes());
+        }
+        q.to(b"bob\0Tinjected@evil.org");
+        assert!(q.close().unwrap_err().permanent);
+        let env = std::fs::read(home3.join("env")).unwrap();
+        assert!(env.len() >= 4096 && env.starts_with(b"Fa@b\0Trecipient0000@example.org\0"));
+        assert!(env.ends_with(b".org\0") && !env.ends_with(b"\0\0"));
+        assert!(!env.windows(8).any(|w| w == b"injected"));
+        for h in [home, home2, home3] {
+            std::fs::remove_dir_all(h).unwrap();
+        }
     }
 
     #[test]
