@@ -198,6 +198,97 @@ def test_setuid_ignores_qmailhome(open_dir, qhome):
         assert p.returncode == 61
 
 
+# --- the caller's signal state (issue 12, item 5) -----------------------------------
+
+def signal_masks(pid):
+    """{SigBlk, SigIgn, SigCgt: set of signal numbers} from /proc/PID/status."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name in ("SigBlk", "SigIgn", "SigCgt"):
+                bits = int(value, 16)
+                out[name] = {n for n in range(1, 65) if bits >> (n - 1) & 1}
+    return out
+
+
+def test_a_caller_cannot_switch_off_the_death_alarm(qhome):
+    """A caller that blocks SIGALRM (and ignores SIGTERM) before exec: qmail-queue
+    unblocks it, so its 24-hour alarm still ends it (52) while it waits for input."""
+    def hostile():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM, signal.SIGHUP})
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    r, w = os.pipe()
+    p = subprocess.Popen([str(qhome.path / "bin/qmail-queue")], stdin=subprocess.PIPE, stdout=r,
+                         env=qhome.env(), preexec_fn=hostile, **qhome.as_qmailq())
+    os.close(r)
+    try:
+        p.stdin.write(b"half a message")
+        p.stdin.flush()
+        deadline = time.time() + 10
+        while not qhome.files("mess") and time.time() < deadline:
+            time.sleep(0.01)
+        assert qhome.files("mess"), "qmail-queue did not start the message"
+        masks = signal_masks(p.pid)
+        assert masks["SigBlk"] == set()
+        assert signal.SIGALRM in masks["SigCgt"]
+        assert signal.SIGTERM not in masks["SigIgn"]
+        assert {signal.SIGXFSZ, signal.SIGXCPU, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT,
+                signal.SIGPIPE} <= masks["SigIgn"]
+        os.kill(p.pid, signal.SIGALRM)  # what the 24-hour timer does
+        assert p.wait(10) == 52
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(w)
+    # As in qmail, the alarm exits without cleaning up; nothing was committed.
+    assert qhome.files("todo") == [] and qhome.files("intd") == []
+
+
+def queue_as(h, message, envelope, preexec_fn):
+    """qhome.queue with a preexec_fn: the caller's state at exec."""
+    r, w = os.pipe()
+    p = subprocess.Popen([str(h.path / "bin/qmail-queue")], stdin=subprocess.PIPE, stdout=r,
+                         env=h.env(), preexec_fn=preexec_fn, **h.as_qmailq())
+    os.close(r)
+
+    def feed():
+        try:
+            with open(w, "wb") as f:
+                f.write(envelope)
+        except OSError:
+            pass
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        p.stdin.write(message)
+        p.stdin.close()
+    except BrokenPipeError:
+        pass
+    rc = p.wait(60)
+    t.join()
+    return rc
+
+
+@pytest.mark.parametrize("message,envelope", [
+    (b"m" * 100000, ENV1),                                                 # mess/ too big
+    (b"small\n", b"Fa\0" + b"".join(b"Tr%04d@example.net\0" % i for i in range(1000)) + b"\0"),  # intd/
+])
+def test_a_low_file_size_limit_is_a_write_error(qhome, message, envelope):
+    """SIGXFSZ at its default and RLIMIT_FSIZE at 8 KB: the write fails (EFBIG),
+    qmail-queue exits 53 and leaves nothing, instead of dying with a truncated file."""
+    import resource
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+    assert queue_as(qhome, message, envelope, limited) == 53
+    assert leftovers(qhome) == NOTHING
+    # The same message without the limit is queued.
+    assert qhome.queue(message, envelope) == 0
+
+
 # --- disk full, kill -9 --------------------------------------------------------------
 
 @pytest.fixture

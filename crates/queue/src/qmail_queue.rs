@@ -41,6 +41,11 @@ const DEATH: u32 = 86400;
 
 /// Everything before the first file: signals, the alarm, umask, the queue directory.
 pub fn setup() -> Result<Ids, i32> {
+    // The caller's blocked and ignored signals survive exec: a blocked SIGALRM would
+    // switch off the death alarm, a default SIGXFSZ under a low RLIMIT_FSIZE would
+    // kill us mid-file. With SIGXFSZ ignored that write fails with EFBIG: exit 53.
+    qmail::signals::sanitize();
+    qmail::signals::ignore_misc();
     catch_signals();
     // SAFETY: alarm and umask have no preconditions.
     unsafe {
@@ -295,8 +300,6 @@ fn catch_signals() {
         // SAFETY: the handlers only call _exit.
         let _ = unsafe { signal(sig, SigHandler::Handler(h)) };
     }
-    // SAFETY: as above.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
     std::panic::set_hook(Box::new(|_| {
         // SAFETY: as above; a panic is a bug, and qmail-queue prints nothing.
         unsafe { libc::_exit(code::BUG) }

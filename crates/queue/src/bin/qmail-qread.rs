@@ -2,6 +2,8 @@
 use std::io::Write;
 
 fn main() {
+    // Setuid qmails: start from our own signal state, not the caller's.
+    qmail::signals::sanitize();
     let q = qmail::home::home().join("queue");
     let mut warnings = String::new();
     let listing = queue::qread::read(&q, &mut |id| warnings += &format!("warning: trouble with #{id}\n"));
