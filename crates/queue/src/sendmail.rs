@@ -71,8 +71,10 @@ pub fn plan(argv0: &str, args: Vec<OsString>, proto_set: bool) -> Result<Plan, R
 }
 
 /// With -f, the From field shows the sender's address and no name (qmail's do_sender).
+/// Its bytes go on as they are: an 8-bit address is not rewritten to U+FFFD.
 fn sender_env(s: &[u8]) -> Vec<(&'static str, Option<OsString>)> {
-    let os = |b: &[u8]| Some(OsString::from(String::from_utf8_lossy(b).into_owned()));
+    use std::os::unix::ffi::OsStringExt;
+    let os = |b: &[u8]| Some(OsString::from_vec(b.to_vec()));
     let mut env: Vec<(&'static str, Option<OsString>)> = ["QMAILNAME", "MAILNAME", "NAME", "QMAILHOST", "MAILHOST"]
         .iter()
         .map(|n| (*n, None))
@@ -138,6 +140,23 @@ mod tests {
         assert!(p.env.contains(&("NAME", None)));
         let p = plan("sendmail", args("-odi -N never -v x@y"), false).unwrap();
         assert_eq!(p.args, args("-a -- x@y"));
+    }
+
+    #[test]
+    fn an_8bit_sender_keeps_its_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        let p = plan(
+            "sendmail",
+            vec!["-f".into(), OsString::from_vec(b"j\xf6rg@b\xe4r.example".to_vec())],
+            false,
+        )
+        .unwrap();
+        assert!(p
+            .env
+            .contains(&("QMAILUSER", Some(OsString::from_vec(b"j\xf6rg".to_vec())))));
+        assert!(p
+            .env
+            .contains(&("QMAILHOST", Some(OsString::from_vec(b"b\xe4r.example".to_vec())))));
     }
 
     #[test]

@@ -370,13 +370,9 @@ impl Inject<'_> {
             out.extend_from_slice(format!("{p}Date: {}\n", when.rfc822()).as_bytes());
         }
         if !has("message-id") {
-            let id = format!(
-                "{p}Message-ID: <{}.{}.qmail@{}>\n",
-                when.compact(),
-                s.pid,
-                lossy(&s.idhost)
-            );
-            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(format!("{p}Message-ID: <{}.{}.qmail@", when.compact(), s.pid).as_bytes());
+            out.extend_from_slice(&s.idhost);
+            out.extend_from_slice(b">\n");
         }
         if !has("from") {
             out.extend_from_slice(p.as_bytes());
