@@ -48,39 +48,31 @@ impl User {
     }
 }
 
-/// The user `key` in the CDB at `path`. A missing file holds no users. The file is
-/// mapped for the lookup only, with the soft memory limit raised by its size.
+/// The user `key` in the CDB at `path`. A missing file holds no users; a damaged
+/// one (or a damaged record) is an error, so the caller answers "try again".
 pub fn lookup(path: &Path, key: &[u8]) -> io::Result<Option<User>> {
-    let size = match fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(db) = qmail::cdb::Cdb::open(path)? else {
+        return Ok(None);
     };
-    qmail::rlimit::with_more_memory(size, || {
-        let db = cdb2::CDB::open(path)?;
-        match db.get(key) {
-            None => Ok(None),
-            Some(value) => User::decode(key, &value?)
-                .map(Some)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed record")),
-        }
-    })
+    match db.get(key)? {
+        None => Ok(None),
+        Some(value) => User::decode(key, &value)
+            .map(Some)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed record")),
+    }
 }
 
 /// Every user, in key order. A missing file holds no users.
 pub fn load(path: &Path) -> io::Result<Vec<User>> {
-    let db = match cdb2::CDB::open(path) {
-        Ok(db) => db,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(db) = qmail::cdb::Cdb::open(path)? else {
+        return Ok(Vec::new());
     };
     let mut users = Vec::new();
-    for kv in db.iter() {
-        let (k, v) = kv?;
+    for (k, v) in db.records()? {
         users.push(User::decode(&k, &v).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("malformed record for {}", String::from_utf8_lossy(&k)),
+                format!("malformed record for {}", qmail::log::field(&k, 100, b"")),
             )
         })?);
     }

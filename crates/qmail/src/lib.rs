@@ -11,6 +11,8 @@
 //! - [`exit`]: the two kinds of failure, temporary (111) and permanent (100).
 //! - [`env`]: an explicit environment for a child, and `execvp` with it.
 //! - [`privs`]: dropping root (setgroups, setgid, setuid, then checking it stuck).
+//! - [`cdb`]: constant databases read by pread, where damage is an error, never a match;
+//!   [`checkpw`]: the descriptor-3 record of the checkpassword interface.
 //! - [`rules`]: the ucspi-tcp rules CDB matcher that tcpserver and tcprulescheck use.
 //! - [`passwd`]: /etc/passwd, shadow and group as files; [`rlimit`]: raising the soft
 //!   memory limits for one step.
@@ -26,6 +28,8 @@
 //! blocking IO, and must fit the seeds' `softlimit -m 2000000`, so nothing here keeps
 //! large buffers or maps large files for longer than one lookup.
 
+pub mod cdb;
+pub mod checkpw;
 pub mod control;
 pub mod date822;
 pub mod env;

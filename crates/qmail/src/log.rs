@@ -7,26 +7,30 @@
 /// and each byte in `also` (the field's own delimiters), become `?`; more than `max`
 /// bytes are cut and `...` is added.
 pub fn field(value: &[u8], max: usize, also: &[u8]) -> String {
-    let mut out: String = value
-        .iter()
-        .take(max)
-        .map(|&b| {
-            if (33..=126).contains(&b) && !also.contains(&b) {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if value.len() > max {
-        out.push_str("...");
-    }
-    out
+    safe(value, max, |b| (33..=126).contains(&b) && !also.contains(&b))
 }
 
 /// A value shown between `<` and `>` (qmail-smtpd's addresses and AUTH users).
 pub fn bracketed(value: &[u8]) -> String {
     field(value, 200, b"<>")
+}
+
+/// Text from another program (a queue filter's refusal) for a reply or a log line:
+/// spaces stay, every other byte outside printable ASCII becomes `?`.
+pub fn text(value: &[u8], max: usize) -> String {
+    safe(value, max, |b| (32..=126).contains(&b))
+}
+
+fn safe(value: &[u8], max: usize, keep: impl Fn(u8) -> bool) -> String {
+    let mut out: String = value
+        .iter()
+        .take(max)
+        .map(|&b| if keep(b) { b as char } else { '?' })
+        .collect();
+    if value.len() > max {
+        out.push_str("...");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -43,5 +47,6 @@ mod tests {
         );
         assert_eq!(bracketed(b"a\r\0\xe9b"), "a???b");
         assert_eq!(field(&[b'x'; 150], 100, b""), format!("{}...", "x".repeat(100)));
+        assert_eq!(text(b"spam found\r\n250 ok", 100), "spam found??250 ok");
     }
 }

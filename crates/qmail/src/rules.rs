@@ -5,11 +5,9 @@
 //! wins and its whole record applies. A record is a list of NUL-terminated items: `D`
 //! denies, `+NAME=VALUE` sets a variable. This module only reads; tcprules writes.
 //!
-//! The CDB is mapped for one lookup and unmapped before the caller goes on. Mapping
-//! costs address space, which `softlimit -m` limits, so the soft RLIMIT_AS is raised
-//! by the file's size (never past the hard limit) for the lookup alone and restored
-//! before anything else runs: a large rules file neither fails under the seeds'
-//! limit nor leaves the child program more room than the admin gave it.
+//! The CDB is read with [`crate::cdb`]: a few preads per lookup and nothing mapped, so
+//! a large rules file costs no address space under the seeds' `softlimit -m`, and a
+//! damaged one is an error (tcpserver drops the connection), never a rule.
 
 use std::io;
 use std::path::Path;
@@ -108,24 +106,19 @@ pub fn candidate_keys(c: &Client) -> Vec<Vec<u8>> {
 }
 
 /// Looks `c` up in the rules CDB at `path`: the first key present wins. `Ok(None)`
-/// means no key matched (tcpserver then allows, with no variables).
+/// means no key matched (tcpserver then allows, with no variables). A missing file
+/// is `NotFound`; a damaged one is an error, never a rule.
 pub fn lookup(path: &Path, c: &Client) -> io::Result<Option<Rule>> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
-        return Err(io::Error::from_raw_os_error(libc::EISDIR));
-    }
-    crate::rlimit::with_more_memory(meta.len(), || {
-        let db = cdb2::CDB::open(path)?;
-        for key in candidate_keys(c) {
-            if let Some(data) = db.get(&key) {
-                return Ok(Some(Rule {
-                    items: parse_record(&data?),
-                    key,
-                }));
-            }
+    let db = crate::cdb::Cdb::open(path)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    for key in candidate_keys(c) {
+        if let Some(data) = db.get(&key)? {
+            return Ok(Some(Rule {
+                items: parse_record(&data),
+                key,
+            }));
         }
-        Ok(None)
-    })
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

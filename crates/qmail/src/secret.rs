@@ -9,6 +9,24 @@ pub fn wipe(buf: &mut [u8]) {
     }
 }
 
+/// Bytes that held or hold a password (a base64 AUTH line, its decoding, a fd 3
+/// record): wiped when dropped, on every path out.
+#[derive(Default)]
+pub struct Secret(pub Vec<u8>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -36,7 +36,7 @@ pub struct Checker {
 pub struct Checkers {
     pub login: Checker,
     pub cram: Checker,
-    pub hostname: Option<String>,
+    pub hostname: Option<Vec<u8>>,
 }
 
 fn executable(p: &OsString) -> bool {
@@ -60,7 +60,7 @@ pub fn checkers(args: &[OsString]) -> Result<Option<Checkers>, String> {
                 argv: rest.to_vec(),
                 order: Order::Brush,
             };
-            (c.clone(), c, Some(host.to_string_lossy().into_owned()))
+            (c.clone(), c, Some(host.as_bytes().to_vec()))
         }
         [a, b, c, d] if absolute(a) && absolute(c) && executable(a) && executable(c) => (
             Checker {
@@ -109,8 +109,12 @@ pub enum Verdict {
 }
 
 /// Runs the checker with `fields` on fd 3 (each NUL-terminated). Its stdin is
-/// /dev/null and its output goes to our log, never to the client.
+/// /dev/null and its output goes to our log, never to the client. A field holding
+/// NUL is refused before anything runs.
 pub fn check(checker: &Checker, fields: &[&[u8]]) -> Verdict {
+    let Some(data) = qmail::checkpw::record(fields) else {
+        return Verdict::Bad;
+    };
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -149,14 +153,9 @@ pub fn check(checker: &Checker, fields: &[&[u8]]) -> Verdict {
     let Ok(mut child) = child else {
         return Verdict::Temporary;
     };
-    let mut data = Vec::new();
-    for f in fields {
-        data.extend_from_slice(f);
-        data.push(0);
-    }
     let _ = pipe.write_all(&data);
     drop(pipe);
-    qmail::secret::wipe(&mut data);
+    drop(data);
     match child.wait() {
         Ok(s) if s.code() == Some(0) => Verdict::Ok,
         Ok(s) if s.code() == Some(111) || s.signal().is_some() => Verdict::Temporary,
@@ -166,14 +165,20 @@ pub fn check(checker: &Checker, fields: &[&[u8]]) -> Verdict {
 }
 
 /// Base64 as clients send it: padding optional, nothing else tolerated.
-pub fn decode(line: &[u8]) -> Option<Vec<u8>> {
+pub fn decode(line: &[u8]) -> Option<qmail::secret::Secret> {
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     use base64::Engine;
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
     );
-    LENIENT.decode(line).ok()
+    LENIENT.decode(line).ok().map(qmail::secret::Secret)
+}
+
+/// A CRAM-MD5 response's digest: 32 hex digits (RFC 2195), lower-cased. Anything
+/// else, a clear password above all, is refused before the checker runs.
+pub fn digest(d: &[u8]) -> Option<Vec<u8>> {
+    (d.len() == 32 && d.iter().all(u8::is_ascii_hexdigit)).then(|| d.to_ascii_lowercase())
 }
 
 pub fn encode(data: &[u8]) -> String {
@@ -201,7 +206,7 @@ mod tests {
         let brush = checkers(&os(&["mail.example.com", "/bin/sh", "/bin/true"]))
             .unwrap()
             .unwrap();
-        assert_eq!(brush.hostname.as_deref(), Some("mail.example.com"));
+        assert_eq!(brush.hostname.as_deref(), Some(&b"mail.example.com"[..]));
         assert_eq!(brush.login.argv, os(&["/bin/sh", "/bin/true"]));
         let hoff = checkers(&os(&["/bin/sh", "/bin/true"])).unwrap().unwrap();
         assert_eq!((hoff.login.order, hoff.hostname), (Order::Hoffmann, None));
@@ -215,9 +220,24 @@ mod tests {
 
     #[test]
     fn base64_lenient_padding_only() {
-        assert_eq!(decode(b"dGltIGI5MTNh").unwrap(), b"tim b913a");
-        assert_eq!(decode(b"YQ").unwrap(), b"a");
-        assert_eq!(decode(b"YQ==").unwrap(), b"a");
+        assert_eq!(&*decode(b"dGltIGI5MTNh").unwrap(), b"tim b913a");
+        assert_eq!(&*decode(b"YQ").unwrap(), b"a");
+        assert_eq!(&*decode(b"YQ==").unwrap(), b"a");
         assert!(decode(b"Y Q==").is_none() && decode(b"!!!!").is_none());
+    }
+
+    #[test]
+    fn cram_digest_only() {
+        assert_eq!(
+            digest(b"B913A602C7EDA7A495B4E6E7334D3890").unwrap(),
+            b"b913a602c7eda7a495b4e6e7334d3890"
+        );
+        for bad in [
+            &b"tanstaaftanstaaf"[..],
+            b"b913a602c7eda7a495b4e6e7334d389",
+            b"b913a602c7eda7a495b4e6e7334d389g",
+        ] {
+            assert!(digest(bad).is_none());
+        }
     }
 }

@@ -6,8 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub struct Settings {
-    pub me: String,
-    pub greeting: String,
+    pub me: Vec<u8>,
+    pub greeting: Vec<u8>,
     pub localiphost: Option<Vec<u8>>,
     pub timeout: u64,
     /// `None` when control/rcpthosts is missing: no domain is ours (rqmail refuses
@@ -49,8 +49,8 @@ impl Settings {
             databytes = v;
         }
         Ok(Settings {
-            me: String::from_utf8_lossy(&control::read_line_or(home, "me", false, "localhost")?).into_owned(),
-            greeting: String::from_utf8_lossy(&greeting).into_owned(),
+            me: control::read_line_or(home, "me", false, "localhost")?,
+            greeting,
             localiphost: Some(control::read_line_or(home, "localiphost", true, "")?).filter(|v| !v.is_empty()),
             timeout: number(home, "timeoutsmtpd", 1200)?.max(1),
             rcpthosts: list(&c.join("rcpthosts"))?,
@@ -64,13 +64,14 @@ impl Settings {
 
     /// qmail's rcpthosts: the domain itself, or a `.suffix` line for any subdomain,
     /// in control/rcpthosts or control/morercpthosts.cdb. An address without `@` is
-    /// local. Missing rcpthosts: nothing is ours.
-    pub fn rcpthost(&self, addr: &[u8]) -> bool {
+    /// local. Missing rcpthosts: nothing is ours. An unreadable or damaged
+    /// morercpthosts.cdb is an error (the caller answers 421), never a match.
+    pub fn rcpthost(&self, addr: &[u8]) -> io::Result<bool> {
         if !addr.contains(&b'@') {
-            return self.rcpthosts.is_some();
+            return Ok(self.rcpthosts.is_some());
         }
         let Some(hosts) = &self.rcpthosts else {
-            return false;
+            return Ok(false);
         };
         let host = crate::addr::domain(addr);
         let mut keys = vec![&host[..]];
@@ -81,16 +82,17 @@ impl Settings {
                 .map(|(i, _)| &host[i..]),
         );
         if keys.iter().any(|k| hosts.iter().any(|h| h == k)) {
-            return true;
+            return Ok(true);
         }
-        let Ok(size) = std::fs::metadata(&self.morercpthosts).map(|m| m.len()) else {
-            return false;
+        let Some(db) = qmail::cdb::Cdb::open(&self.morercpthosts)? else {
+            return Ok(false);
         };
-        qmail::rlimit::with_more_memory(size, || {
-            let db = cdb2::CDB::open(&self.morercpthosts)?;
-            Ok(keys.iter().any(|k| db.get(k).is_some()))
-        })
-        .unwrap_or(false)
+        for k in keys {
+            if db.contains(k)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// An address, or its `@domain`, in a badmailfrom-style list.
@@ -115,13 +117,18 @@ mod tests {
         )
         .unwrap();
         let s = Settings::load(&d).unwrap();
-        assert!(s.rcpthost(b"a@example.com") && s.rcpthost(b"a@EXAMPLE.COM") && s.rcpthost(b"postmaster"));
-        assert!(s.rcpthost(b"a@x.sub.example.org") && !s.rcpthost(b"a@sub.example.org"));
-        assert!(!s.rcpthost(b"a@example.net") && !s.rcpthost(b"a@xexample.com"));
+        let ours = |s: &Settings, a: &[u8]| s.rcpthost(a).unwrap();
+        assert!(ours(&s, b"a@example.com") && ours(&s, b"a@EXAMPLE.COM") && ours(&s, b"postmaster"));
+        assert!(ours(&s, b"a@x.sub.example.org") && !ours(&s, b"a@sub.example.org"));
+        assert!(!ours(&s, b"a@example.net") && !ours(&s, b"a@xexample.com"));
+        // A damaged morercpthosts.cdb is an error for every domain not in rcpthosts.
+        std::fs::write(d.join("control/morercpthosts.cdb"), vec![0x5a; 3000]).unwrap();
+        assert!(s.rcpthost(b"a@example.net").is_err() && ours(&s, b"a@example.com"));
+        std::fs::remove_file(d.join("control/morercpthosts.cdb")).unwrap();
         assert_eq!(s.timeout, 1200);
         std::fs::remove_file(d.join("control/rcpthosts")).unwrap();
         let s = Settings::load(&d).unwrap();
-        assert!(!s.rcpthost(b"a@example.com") && !s.rcpthost(b"postmaster"));
+        assert!(!ours(&s, b"a@example.com") && !ours(&s, b"postmaster"));
         let list = vec![b"spam@example.com".to_vec(), b"@bad.example".to_vec()];
         assert!(Settings::listed(&list, b"SPAM@example.com") && Settings::listed(&list, b"x@bad.example"));
         assert!(!Settings::listed(&list, b"x@good.example"));

@@ -123,11 +123,11 @@ pub fn blast(conn: &mut Conn, q: &mut Queue, limit: u64, header_limit: u64) -> R
 }
 
 /// qmail's character filter for the Received line: anything else becomes `?`.
-fn safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".@%+/=:-[]".contains(c) {
-                c
+fn safe(s: &[u8]) -> String {
+    s.iter()
+        .map(|&c| {
+            if c.is_ascii_alphanumeric() || b".@%+/=:-[]".contains(&c) {
+                c as char
             } else {
                 '?'
             }
@@ -137,13 +137,13 @@ fn safe(s: &str) -> String {
 
 /// `Received: from HOST (HELO helo) (info@IP)\n  by LOCAL with PROTO; DATE\n`
 pub fn received(
-    remotehost: &str,
-    helo: Option<&str>,
-    info: Option<&str>,
-    ip: &str,
-    local: &str,
+    remotehost: &[u8],
+    helo: Option<&[u8]>,
+    info: Option<&[u8]>,
+    ip: &[u8],
+    local: &[u8],
     proto: &str,
-) -> String {
+) -> Vec<u8> {
     let mut r = format!("Received: from {}", safe(remotehost));
     if let Some(h) = helo {
         r += &format!(" (HELO {})", safe(h));
@@ -158,7 +158,7 @@ pub fn received(
         safe(local),
         qmail::date822::Utc::now().rfc822()
     );
-    r
+    r.into_bytes()
 }
 
 #[cfg(test)]
@@ -166,14 +166,15 @@ mod tests {
     #[test]
     fn received_line() {
         let r = super::received(
-            "unknown",
-            Some("x y"),
-            Some("alice"),
-            "127.0.0.1",
-            "mx.example",
+            b"unknown",
+            Some(b"x y\xe9"),
+            Some(b"alice"),
+            b"127.0.0.1",
+            b"mx.example",
             "ESMTPA",
         );
-        assert!(r.starts_with("Received: from unknown (HELO x?y) (alice@127.0.0.1)\n  by mx.example with ESMTPA; "));
+        let r = String::from_utf8(r).unwrap();
+        assert!(r.starts_with("Received: from unknown (HELO x?y?) (alice@127.0.0.1)\n  by mx.example with ESMTPA; "));
         assert!(r.ends_with(" -0000\n"));
     }
 }

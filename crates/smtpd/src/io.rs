@@ -76,8 +76,8 @@ impl Conn {
     }
 
     /// One reply line, CRLF added.
-    pub fn reply(&mut self, s: &str) {
-        self.out.extend_from_slice(s.as_bytes());
+    pub fn reply(&mut self, s: &[u8]) {
+        self.out.extend_from_slice(s);
         self.out.extend_from_slice(b"\r\n");
     }
 
@@ -115,6 +115,11 @@ impl Conn {
                 Ok(())
             }
         }
+    }
+
+    /// Zeroes the input already consumed (an AUTH line has just been read from it).
+    pub fn wipe_consumed(&mut self) {
+        qmail::secret::wipe(&mut self.buf[..self.pos]);
     }
 
     pub fn byte(&mut self) -> Result<u8, End> {

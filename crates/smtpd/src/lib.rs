@@ -32,6 +32,17 @@ pub mod smtp;
 pub fn main(args: Vec<std::ffi::OsString>) -> ! {
     // SAFETY: setting a signal disposition before anything else runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // A panic's message may quote the data it failed on (an AUTH line, a password):
+    // the log gets where it happened, never what.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("qmail-smtpd: internal error{at}\n").as_bytes(),
+        );
+    }));
     let home = qmail::home::home();
     let fail = || -> ! {
         let _ = std::io::Write::write_all(

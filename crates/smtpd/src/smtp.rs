@@ -1,14 +1,24 @@
 //! The SMTP dialogue: one session, a command table, qmail-smtpd's replies with
 //! RFC 3463 enhanced codes in front of qmail's texts (which keep their `(#x.y.z)`).
+//!
+//! Protocol bytes stay bytes from the socket to qmail-queue: an 8-bit local part
+//! arrives as it was sent. What the session knows comes from two places, kept apart:
+//! [`Origin`], what tcpserver and its rules said about the client before it spoke,
+//! and [`Learned`], what the client said or proved; STARTTLS forgets all of the
+//! second (RFC 3207 §4.2). The environment qmail-queue sees is written from both
+//! just before each message, so no stale AUTH variable outlives what set it.
 
 use crate::addr;
 use crate::auth::{self, Checkers, Order, Verdict};
 use crate::control::Settings;
 use crate::data::{self, Stop};
 use crate::io::{Conn, End, Line};
+use qmail::log::bracketed;
 use qmail::queueclient::Queue;
-use std::ffi::OsString;
+use qmail::secret::Secret;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,22 +34,65 @@ const MAX_HEADER: u64 = 256 << 10;
 /// Envelope bytes kept for one message: the recipients live in memory.
 const MAX_ENVELOPE: usize = 256 << 10;
 
-pub struct Session {
-    conn: Conn,
-    s: Settings,
-    home: PathBuf,
-    pid: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mech {
+    Login,
+    Plain,
+    CramMd5,
+}
+
+impl Mech {
+    fn parse(name: &[u8]) -> Option<Mech> {
+        [
+            (b"LOGIN".as_slice(), Mech::Login),
+            (b"PLAIN", Mech::Plain),
+            (b"CRAM-MD5", Mech::CramMd5),
+        ]
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, m)| m)
+    }
+
+    /// The name in log lines and in `$SMTPAUTHMETHOD`.
+    fn name(self) -> &'static str {
+        match self {
+            Mech::Login => "login",
+            Mech::Plain => "plain",
+            Mech::CramMd5 => "cram-md5",
+        }
+    }
+}
+
+/// What was known of the client before it said anything: tcpserver's variables.
+struct Origin {
     remoteip: String,
-    remotehost: String,
-    remoteinfo: Option<String>,
-    local: String,
-    relayclient: Option<String>,
-    helo: Option<String>,
+    remotehost: Vec<u8>,
+    remoteinfo: Option<Vec<u8>>,
+    local: Vec<u8>,
+    localip: Vec<u8>,
+    /// `$RELAYCLIENT` as the rules set it.
+    relayclient: Option<Vec<u8>>,
+}
+
+/// What the client said or proved in this session; STARTTLS resets it whole.
+#[derive(Default)]
+struct Learned {
+    helo: Option<Vec<u8>>,
     esmtp: bool,
     mailfrom: Option<Vec<u8>>,
     badmailfrom: bool,
     rcpts: Vec<Vec<u8>>,
     envelope: usize,
+    auth: Option<(Vec<u8>, Mech)>,
+}
+
+pub struct Session {
+    conn: Conn,
+    s: Settings,
+    home: PathBuf,
+    pid: u32,
+    origin: Origin,
+    l: Learned,
     /// The TLS engine's control socket and pipes, while STARTTLS is still possible.
     ucspitls: Option<(RawFd, RawFd, RawFd)>,
     tls: bool,
@@ -47,28 +100,48 @@ pub struct Session {
     checkers: Option<Checkers>,
     auth_required: bool,
     auth_clear: bool,
-    auth_user: Option<(String, &'static str)>,
     idle: usize,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+fn env(name: &str) -> Option<Vec<u8>> {
+    std::env::var_os(name).map(|v| v.as_bytes().to_vec())
+}
+
+fn env_is(name: &str, value: &[u8]) -> bool {
+    env(name).as_deref() == Some(value)
 }
 
 fn fd_env(name: &str) -> Option<RawFd> {
-    env(name)?.parse().ok()
+    std::str::from_utf8(&env(name)?).ok()?.parse().ok()
+}
+
+/// Sets or removes a variable for the programs we start. Values come from checked
+/// client bytes (no NUL: AUTH data with NUL gets 501) or from our own environment;
+/// one with NUL is never set, so nothing here can panic.
+fn export(name: &str, value: Option<&[u8]>) {
+    // SAFETY: single-threaded; nothing reads the environment concurrently.
+    unsafe {
+        match value {
+            Some(v) if !v.contains(&0) => std::env::set_var(name, OsStr::from_bytes(v)),
+            _ => std::env::remove_var(name),
+        }
+    }
+}
+
+/// The `(#x.y.z)` at the end of a queue program's text, or the class's default.
+fn enhanced(text: &str, permanent: bool) -> &str {
+    text.rfind("(#")
+        .and_then(|i| text.get(i + 2..)?.split(')').next())
+        .unwrap_or(if permanent { "5.0.0" } else { "4.0.0" })
 }
 
 impl Session {
     pub fn new(home: PathBuf, s: Settings, args: &[OsString]) -> Session {
         let ucspitls = match (fd_env("SSLCTLFD"), fd_env("SSLREADFD"), fd_env("SSLWRITEFD")) {
-            (Some(c), Some(r), Some(w)) if env("UCSPITLS").as_deref() != Some("-") && env("DISABLETLS").is_none() => {
-                Some((c, r, w))
-            }
+            (Some(c), Some(r), Some(w)) if !env_is("UCSPITLS", b"-") && env("DISABLETLS").is_none() => Some((c, r, w)),
             _ => None,
         };
-        let smtpauth = env("SMTPAUTH").unwrap_or_default();
-        let checkers = if smtpauth == "-" {
+        let checkers = if env_is("SMTPAUTH", b"-") {
             None
         } else {
             auth::checkers(args).unwrap_or_else(|e| {
@@ -76,42 +149,42 @@ impl Session {
                 None
             })
         };
-        let remotehost = env("TCPREMOTEHOST").unwrap_or_else(|| "unknown".into());
+        let localip = env("TCPLOCALIP").unwrap_or_default();
         Session {
             conn: Conn::new(0, 1, Duration::from_secs(s.timeout)),
             pid: std::process::id(),
-            remoteip: env("TCPREMOTEIP").unwrap_or_else(|| "unknown".into()),
-            remoteinfo: env("TCPREMOTEINFO"),
-            local: env("TCPLOCALHOST")
-                .or_else(|| env("TCPLOCALIP"))
-                .unwrap_or_else(|| "unknown".into()),
-            relayclient: env("RELAYCLIENT"),
-            helo: None,
-            esmtp: false,
-            mailfrom: None,
-            badmailfrom: false,
-            rcpts: Vec::new(),
-            envelope: 0,
+            origin: Origin {
+                remoteip: String::from_utf8(env("TCPREMOTEIP").unwrap_or_default())
+                    .ok()
+                    .filter(|ip| !ip.is_empty())
+                    .map_or_else(|| "unknown".into(), |ip| qmail::log::field(ip.as_bytes(), 100, b"")),
+                remotehost: env("TCPREMOTEHOST").unwrap_or_else(|| b"unknown".to_vec()),
+                remoteinfo: env("TCPREMOTEINFO"),
+                local: env("TCPLOCALHOST")
+                    .or_else(|| Some(localip.clone()).filter(|ip| !ip.is_empty()))
+                    .unwrap_or_else(|| b"unknown".to_vec()),
+                localip,
+                relayclient: env("RELAYCLIENT"),
+            },
+            l: Learned::default(),
             tls: env("SSL_PROTOCOL").is_some() && ucspitls.is_none(),
             ucspitls,
-            tls_required: env("UCSPITLS").as_deref() == Some("!"),
+            tls_required: env_is("UCSPITLS", b"!"),
             checkers,
-            auth_required: smtpauth == "!",
+            auth_required: env_is("SMTPAUTH", b"!"),
             auth_clear: env("SMTPAUTHCLEAR").is_some(),
-            auth_user: None,
             idle: 0,
-            remotehost,
             home,
             s,
         }
     }
 
-    fn say(&mut self, line: &str) {
-        self.conn.reply(line);
+    fn say(&mut self, line: impl AsRef<[u8]>) {
+        self.conn.reply(line.as_ref());
     }
 
     fn logline(&self, what: &str) {
-        log(&format!("pid {} from {}: {what}", self.pid, self.remoteip));
+        log(&format!("pid {} from {}: {what}", self.pid, self.origin.remoteip));
     }
 
     /// Ends the session on a read failure: a timeout gets qmail's 451.
@@ -123,14 +196,25 @@ impl Session {
         std::process::exit(1)
     }
 
+    /// qmail's answer when a control file cannot be read mid-session.
+    fn die_control(&mut self, what: &str, e: &std::io::Error) -> ! {
+        self.logline(&format!(
+            "unable to read controls: {what}: {}",
+            qmail::errstr::io_str(e)
+        ));
+        self.say("421 4.3.0 unable to read controls (#4.3.0)");
+        let _ = self.conn.flush();
+        std::process::exit(1)
+    }
+
     pub fn run(mut self) -> ! {
         if self.s.rcpthosts.is_none() {
             self.logline("warning: control/rcpthosts is missing: refusing every recipient that does not relay");
         }
         let greeting = self.s.greeting.clone();
-        self.say(&format!("220 {greeting} ESMTP"));
+        self.say([b"220 ", &greeting[..], b" ESMTP"].concat());
         loop {
-            let line = match self.conn.line(MAX_LINE) {
+            let mut line = match self.conn.line(MAX_LINE) {
                 Ok(Line::Ok(l)) => l,
                 Ok(Line::TooLong) => {
                     self.say("500 5.5.2 line too long");
@@ -138,8 +222,13 @@ impl Session {
                 }
                 Err(e) => self.end(e),
             };
+            let (verb, arg) = match line.iter().position(|&b| b == b' ') {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => (&line[..], &b""[..]),
+            };
+            let verb = verb.to_ascii_lowercase();
             // Recipients are bounded by maxrcpt; everything else counts towards the limit.
-            if !line.get(..4).is_some_and(|v| v.eq_ignore_ascii_case(b"rcpt")) {
+            if verb != b"rcpt" {
                 self.idle += 1;
             }
             if self.idle > MAX_IDLE_COMMANDS {
@@ -151,37 +240,60 @@ impl Session {
                 self.say("500 5.5.2 NUL in command");
                 continue;
             }
-            let line = String::from_utf8_lossy(&line).into_owned();
-            let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
-            match verb.to_ascii_lowercase().as_str() {
-                "helo" => self.helo(arg, false),
-                "ehlo" => self.helo(arg, true),
-                "mail" => self.mail(arg),
-                "rcpt" => self.rcpt(arg),
-                "data" => self.data(),
-                "rset" => {
+            match &verb[..] {
+                b"helo" => self.helo(arg, false),
+                b"ehlo" => self.helo(arg, true),
+                b"mail" => self.mail(arg),
+                b"rcpt" => self.rcpt(arg),
+                b"data" => self.data(),
+                b"rset" => {
                     self.reset();
                     self.say("250 2.0.0 flushed");
                 }
-                "noop" => self.say("250 2.0.0 ok"),
-                "vrfy" => self.say("252 2.5.2 send some mail, i'll try my best"),
-                "help" => self.say("214 2.0.0 rqmail: qmail's design, see https://cr.yp.to/qmail.html"),
-                "starttls" => self.starttls(arg),
-                "auth" => self.auth(arg),
-                "quit" => {
-                    self.say(&format!("221 2.0.0 {greeting}"));
+                b"noop" => self.say("250 2.0.0 ok"),
+                b"vrfy" => self.say("252 2.5.2 send some mail, i'll try my best"),
+                b"help" => self.say("214 2.0.0 rqmail: qmail's design, see https://cr.yp.to/qmail.html"),
+                b"starttls" => self.starttls(arg),
+                b"auth" => self.auth(arg),
+                b"quit" => {
+                    self.say([b"221 2.0.0 ", &greeting[..]].concat());
                     let _ = self.conn.flush();
                     std::process::exit(0);
                 }
                 _ => self.say("502 5.5.1 unimplemented (#5.5.1)"),
             }
+            if verb == b"auth" {
+                // An initial response is a password in base64.
+                self.conn.wipe_consumed();
+                qmail::secret::wipe(&mut line);
+            }
         }
     }
 
+    /// Ends the mail transaction (RSET, HELO, a new MAIL).
     fn reset(&mut self) {
-        self.mailfrom = None;
-        self.rcpts.clear();
-        self.envelope = 0;
+        self.l.mailfrom = None;
+        self.l.rcpts.clear();
+        self.l.envelope = 0;
+    }
+
+    /// `$RELAYCLIENT` as it applies now: the rules' value, else empty after AUTH.
+    fn relayclient(&self) -> Option<&[u8]> {
+        self.origin
+            .relayclient
+            .as_deref()
+            .or(self.l.auth.as_ref().map(|_| &b""[..]))
+    }
+
+    /// The environment of the queue program (and its filters) from what is known
+    /// now, including Hoffmann's names for the AUTH user.
+    fn export_env(&self) {
+        export("RELAYCLIENT", self.relayclient());
+        let user = self.l.auth.as_ref().map(|(u, _)| &u[..]);
+        export("TCPREMOTEINFO", user.or(self.origin.remoteinfo.as_deref()));
+        export("SMTPAUTHUSER", user);
+        export("SMTP_AUTH_USER", user);
+        export("SMTPAUTHMETHOD", self.l.auth.as_ref().map(|(_, m)| m.name().as_bytes()));
     }
 
     fn starttls_offered(&self) -> bool {
@@ -194,43 +306,43 @@ impl Session {
         self.tls || !self.starttls_offered() || self.auth_clear
     }
 
-    fn mechanisms(&self) -> String {
-        if self.checkers.is_none() || self.auth_user.is_some() {
-            return String::new();
-        }
-        if self.plain_offered() {
-            "LOGIN PLAIN CRAM-MD5".into()
+    fn mechanisms(&self) -> &'static str {
+        if self.checkers.is_none() || self.l.auth.is_some() {
+            ""
+        } else if self.plain_offered() {
+            "LOGIN PLAIN CRAM-MD5"
         } else {
-            "CRAM-MD5".into()
+            "CRAM-MD5"
         }
     }
 
-    fn helo(&mut self, arg: &str, esmtp: bool) {
+    fn helo(&mut self, arg: &[u8], esmtp: bool) {
         self.reset();
-        self.esmtp = esmtp;
-        self.helo = Some(arg.to_string()).filter(|h| !h.eq_ignore_ascii_case(&self.remotehost));
+        self.l.esmtp = esmtp;
+        self.l.helo = Some(arg.to_vec()).filter(|h| !h.eq_ignore_ascii_case(&self.origin.remotehost));
         let g = self.s.greeting.clone();
         if !esmtp {
-            return self.say(&format!("250 {g}"));
+            return self.say([b"250 ", &g[..]].concat());
         }
         let mut lines = vec![
             g,
-            "PIPELINING".into(),
-            "8BITMIME".into(),
-            format!("SIZE {}", self.s.databytes),
+            b"PIPELINING".to_vec(),
+            b"8BITMIME".to_vec(),
+            format!("SIZE {}", self.s.databytes).into_bytes(),
+            b"ENHANCEDSTATUSCODES".to_vec(),
         ];
-        lines.push("ENHANCEDSTATUSCODES".into());
         if self.starttls_offered() {
-            lines.push("STARTTLS".into());
+            lines.push(b"STARTTLS".to_vec());
         }
         let mechs = self.mechanisms();
         if !mechs.is_empty() {
-            lines.push(format!("AUTH {mechs}"));
-            lines.push(format!("AUTH={mechs}"));
+            lines.push(format!("AUTH {mechs}").into_bytes());
+            lines.push(format!("AUTH={mechs}").into_bytes());
         }
         let last = lines.len() - 1;
         for (i, l) in lines.iter().enumerate() {
-            self.conn.reply(&format!("250{}{l}", if i == last { ' ' } else { '-' }));
+            let sep: &[u8] = if i == last { b"250 " } else { b"250-" };
+            self.conn.reply(&[sep, l].concat());
         }
     }
 
@@ -243,14 +355,14 @@ impl Session {
         false
     }
 
-    fn mail(&mut self, arg: &str) {
+    fn mail(&mut self, arg: &[u8]) {
         if self.needs_tls() {
             return;
         }
-        if self.auth_required && self.auth_user.is_none() {
+        if self.auth_required && self.l.auth.is_none() {
             return self.say("530 5.7.0 authentication required (#5.7.1)");
         }
-        let Some(p) = addr::parse(arg.as_bytes()) else {
+        let Some(p) = addr::parse(arg) else {
             return self.say("555 5.5.4 syntax error (#5.5.4)");
         };
         let size = p
@@ -262,20 +374,20 @@ impl Session {
             return self.say("552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)");
         }
         self.reset();
-        self.badmailfrom = Settings::listed(&self.s.badmailfrom, &p.addr);
-        self.mailfrom = Some(p.addr);
+        self.l.badmailfrom = Settings::listed(&self.s.badmailfrom, &p.addr);
+        self.l.mailfrom = Some(p.addr);
         self.say("250 2.1.0 ok");
     }
 
-    fn rcpt(&mut self, arg: &str) {
-        if self.mailfrom.is_none() {
+    fn rcpt(&mut self, arg: &[u8]) {
+        if self.l.mailfrom.is_none() {
             return self.say("503 5.5.1 MAIL first (#5.5.1)");
         }
-        let Some(mut p) = addr::parse(arg.as_bytes()) else {
+        let Some(mut p) = addr::parse(arg) else {
             return self.say("555 5.5.4 syntax error (#5.5.4)");
         };
-        let shown = String::from_utf8_lossy(&p.addr).into_owned();
-        if self.badmailfrom {
+        let shown = bracketed(&p.addr);
+        if self.l.badmailfrom {
             self.logline(&format!("rejected rcpt <{shown}>: sender in badmailfrom"));
             return self.say("553 5.7.1 sorry, your envelope sender is in my badmailfrom list (#5.7.1)");
         }
@@ -284,68 +396,68 @@ impl Session {
             return self.say("553 5.7.1 sorry, that address is in my badrcptto list (#5.7.1)");
         }
         if let Some(lip) = &self.s.localiphost {
-            let bracket = format!("@[{}]", env("TCPLOCALIP").unwrap_or_default());
-            if p.addr.to_ascii_lowercase().ends_with(bracket.as_bytes()) {
+            let bracket = [b"@[", &self.origin.localip[..], b"]"].concat();
+            if p.addr.to_ascii_lowercase().ends_with(&bracket) {
                 p.addr.truncate(p.addr.len() - bracket.len() + 1);
                 p.addr.extend_from_slice(lip);
             }
         }
-        match &self.relayclient {
-            Some(suffix) => p.addr.extend_from_slice(suffix.as_bytes()),
-            None if !self.s.rcpthost(&p.addr) => {
-                self.logline(&format!("rejected rcpt <{shown}>: relaying denied"));
-                return self.say("553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)");
-            }
-            None => {}
+        match self.relayclient() {
+            Some(suffix) => p.addr.extend_from_slice(suffix),
+            None => match self.s.rcpthost(&p.addr) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.logline(&format!("rejected rcpt <{shown}>: relaying denied"));
+                    return self.say("553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)");
+                }
+                Err(e) => self.die_control("morercpthosts.cdb", &e),
+            },
         }
-        if self.rcpts.len() >= self.s.maxrcpt || self.envelope + p.addr.len() > MAX_ENVELOPE {
+        if self.l.rcpts.len() >= self.s.maxrcpt || self.l.envelope + p.addr.len() > MAX_ENVELOPE {
             return self.say("452 4.5.3 too many recipients");
         }
-        self.envelope += p.addr.len() + 2;
-        self.rcpts.push(p.addr);
+        self.l.envelope += p.addr.len() + 2;
+        self.l.rcpts.push(p.addr);
         self.say("250 2.1.5 ok");
     }
 
     fn protocol(&self) -> String {
-        if !self.esmtp {
+        if !self.l.esmtp {
             return "SMTP".into();
         }
         format!(
             "ESMTP{}{}",
             if self.tls { "S" } else { "" },
-            if self.auth_user.is_some() { "A" } else { "" }
+            if self.l.auth.is_some() { "A" } else { "" }
         )
     }
 
     fn data(&mut self) {
-        let Some(from) = self.mailfrom.take() else {
+        let Some(from) = self.l.mailfrom.take() else {
             return self.say("503 5.5.1 MAIL first (#5.5.1)");
         };
-        if self.rcpts.is_empty() {
+        if self.l.rcpts.is_empty() {
             return self.say("503 5.5.1 RCPT first (#5.5.1)");
         }
-        let rcpts = std::mem::take(&mut self.rcpts);
-        self.envelope = 0;
+        let rcpts = std::mem::take(&mut self.l.rcpts);
+        self.l.envelope = 0;
+        self.export_env();
         let mut q = match Queue::open(&self.home) {
             Ok(q) => q,
             Err(_) => return self.say("451 4.3.0 qqt failure (#4.3.0)"),
         };
         let qp = q.pid();
         self.say("354 go ahead");
-        let info = self
-            .auth_user
-            .as_ref()
-            .map(|(u, _)| u.clone())
-            .or(self.remoteinfo.clone());
+        let user = self.l.auth.as_ref().map(|(u, _)| &u[..]);
         let rcv = data::received(
-            &self.remotehost,
-            self.helo.as_deref(),
-            info.as_deref(),
-            &self.remoteip,
-            &self.local,
+            &self.origin.remotehost,
+            self.l.helo.as_deref(),
+            user.or(self.origin.remoteinfo.as_deref()),
+            self.origin.remoteip.as_bytes(),
+            &self.origin.local,
             &self.protocol(),
         );
-        q.put(rcv.as_bytes());
+        q.put(&rcv);
         let body = match data::blast(&mut self.conn, &mut q, self.s.databytes, MAX_HEADER) {
             Ok(b) => b,
             Err(Stop::BareLf) => {
@@ -356,17 +468,22 @@ impl Session {
             // The queue program sees its input end without an envelope: nothing is queued.
             Err(Stop::End(e)) => self.end(e),
         };
-        if body.hops >= data::MAXHOPS || body.too_big || body.header_too_big {
+        let refused = if body.hops >= data::MAXHOPS {
+            Some(("554 5.4.6", "too many hops, this message is looping (#5.4.6)"))
+        } else if body.too_big {
+            Some((
+                "552 5.3.4",
+                "sorry, that message size exceeds my databytes limit (#5.3.4)",
+            ))
+        } else if body.header_too_big {
+            Some(("552 5.3.4", "sorry, that message header is too large (#5.3.4)"))
+        } else {
+            None
+        };
+        if let Some((code, why)) = refused {
             q.abort(); // without an envelope nothing is queued
-            let why = if body.hops >= data::MAXHOPS {
-                "554 5.4.6 too many hops, this message is looping (#5.4.6)"
-            } else if body.too_big {
-                "552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)"
-            } else {
-                "552 5.3.4 sorry, that message header is too large (#5.3.4)"
-            };
-            self.logline(&format!("refused message: {}", &why[10..]));
-            return self.say(why);
+            self.logline(&format!("refused message: {why}"));
+            return self.say(format!("{code} {why}"));
         }
         q.from(&from);
         for r in &rcpts {
@@ -375,33 +492,26 @@ impl Session {
         match q.close() {
             Ok(()) => {
                 self.idle = 0;
-                let who = self
-                    .auth_user
-                    .as_ref()
-                    .map_or(String::new(), |(u, _)| format!(" auth <{u}>"));
+                let who = user.map_or(String::new(), |u| format!(" auth <{}>", bracketed(u)));
                 self.logline(&format!(
                     "accepted message: qp {qp} bytes {} from <{}> rcpts {}{who}",
                     body.bytes,
-                    String::from_utf8_lossy(&from),
+                    bracketed(&from),
                     rcpts.len()
                 ));
-                self.say(&format!("250 2.0.0 ok {} qp {qp}", qmail::date822::now()));
+                self.say(format!("250 2.0.0 ok {} qp {qp}", qmail::date822::now()));
             }
             Err(r) => {
+                // The text is a filter's own: it may hold anything but one reply line.
+                let text = qmail::log::text(r.text.as_bytes(), 200);
                 let code = if r.permanent { "554" } else { "451" };
-                let enhanced = r
-                    .text
-                    .rfind("(#")
-                    .and_then(|i| r.text.get(i + 2..).and_then(|t| t.split(')').next()))
-                    .unwrap_or(if r.permanent { "5.0.0" } else { "4.0.0" })
-                    .to_string();
-                self.logline(&format!("queue refused message: {}", r.text));
-                self.say(&format!("{code} {enhanced} {}", r.text));
+                self.logline(&format!("queue refused message: {text}"));
+                self.say(format!("{code} {} {text}", enhanced(&text, r.permanent)));
             }
         }
     }
 
-    fn starttls(&mut self, arg: &str) {
+    fn starttls(&mut self, arg: &[u8]) {
         let Some((ctl, r, w)) = self.ucspitls.filter(|_| !self.tls) else {
             return self.say("502 5.5.1 unimplemented (#5.5.1)");
         };
@@ -428,151 +538,159 @@ impl Session {
             }
             info.extend_from_slice(&buf[..n as usize]);
         }
+        // RFC 3207 §4.2: everything the client said before the handshake is gone
+        // (HELO, AUTH and the relay right it gave, the transaction, pipelined input).
         self.conn.switch(r, w);
         self.tls = true;
-        self.helo = None;
-        self.esmtp = false;
-        self.auth_user = None;
-        self.reset();
+        self.l = Learned::default();
+        self.export_env();
     }
 
-    fn auth(&mut self, arg: &str) {
+    fn auth(&mut self, arg: &[u8]) {
         if self.needs_tls() {
             return;
         }
         let Some(checkers) = self.checkers.clone() else {
             return self.say("503 5.5.1 auth not available (#5.3.3)");
         };
-        if self.auth_user.is_some() {
+        if self.l.auth.is_some() {
             return self.say("503 5.5.1 you're already authenticated (#5.5.0)");
         }
-        if self.mailfrom.is_some() {
+        if self.l.mailfrom.is_some() {
             return self.say("503 5.5.1 no auth during mail transaction (#5.5.0)");
         }
-        let (mech, initial) = arg.split_once(' ').unwrap_or((arg, ""));
-        let mech = mech.to_ascii_uppercase();
-        let initial = Some(initial.trim()).filter(|i| !i.is_empty());
-        let plain_ok = self.plain_offered();
-        let fields: Vec<Vec<u8>> = match mech.as_str() {
-            "LOGIN" | "PLAIN" if !plain_ok => {
-                return self.say("538 5.7.11 encryption required for requested authentication mechanism");
-            }
-            "LOGIN" => {
-                let Some(user) = self.response(initial, "334 VXNlcm5hbWU6") else {
-                    return;
-                };
-                let Some(pass) = self.response(None, "334 UGFzc3dvcmQ6") else {
-                    return;
-                };
-                if user.is_empty() || pass.is_empty() {
-                    return self.say("501 5.5.2 malformed auth input (#5.5.4)");
-                }
-                vec![user, pass, Vec::new()]
-            }
-            "PLAIN" => {
-                let Some(msg) = self.response(initial, "334 ") else {
-                    return;
-                };
-                let parts: Vec<&[u8]> = msg.split(|&b| b == 0).collect();
-                let [authzid, authcid, pass] = parts[..] else {
-                    return self.say("501 5.5.2 malformed auth input (#5.5.4)");
-                };
-                if authcid.is_empty() || pass.is_empty() {
-                    return self.say("501 5.5.2 malformed auth input (#5.5.4)");
-                }
-                if !authzid.is_empty() && authzid != authcid {
-                    self.logline("auth: auth-failed type=plain: authorization identity differs");
-                    return self.say("535 5.7.8 authentication failed (#5.7.0)");
-                }
-                vec![authcid.to_vec(), pass.to_vec(), Vec::new()]
-            }
-            "CRAM-MD5" => {
-                let host = checkers.hostname.clone().unwrap_or_else(|| self.s.me.clone());
-                let challenge = format!("<{}.{}@{host}>", self.pid, qmail::date822::now());
-                let prompt = format!("334 {}", auth::encode(challenge.as_bytes()));
-                let Some(resp) = self.response(None, &prompt) else {
-                    return;
-                };
-                let Some(sp) = resp.iter().position(|&b| b == b' ') else {
-                    return self.say("501 5.5.2 malformed auth input (#5.5.4)");
-                };
-                let (user, digest) = (resp[..sp].to_vec(), resp[sp + 1..].to_vec());
-                if user.is_empty() || digest.is_empty() {
-                    return self.say("501 5.5.2 malformed auth input (#5.5.4)");
-                }
-                match checkers.cram.order {
-                    Order::Brush => vec![user, challenge.into_bytes(), digest],
-                    Order::Hoffmann => vec![user, digest, challenge.into_bytes()],
-                }
-            }
-            _ => return self.say("504 5.5.4 auth type unimplemented (#5.5.1)"),
+        let (mech, initial) = match arg.iter().position(|&b| b == b' ') {
+            Some(i) => (&arg[..i], Some(arg[i + 1..].trim_ascii()).filter(|i| !i.is_empty())),
+            None => (arg, None),
         };
-        let checker = if mech == "CRAM-MD5" {
-            &checkers.cram
-        } else {
-            &checkers.login
+        let Some(mech) = Mech::parse(mech) else {
+            return self.say("504 5.5.4 auth type unimplemented (#5.5.1)");
         };
-        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-        let verdict = auth::check(checker, &refs);
-        let user = String::from_utf8_lossy(&fields[0]).into_owned();
-        let mut fields = fields;
-        for f in fields.iter_mut() {
-            qmail::secret::wipe(f);
+        if mech != Mech::CramMd5 && !self.plain_offered() {
+            return self.say("538 5.7.11 encryption required for requested authentication mechanism");
         }
-        let kind = mech.to_ascii_lowercase();
+        let initial = initial.map(|i| Secret(i.to_vec()));
+        let Some((user, secret, challenge)) = self.exchange(mech, initial, &checkers) else {
+            return;
+        };
+        let (checker, fields): (_, [&[u8]; 3]) = match (mech, checkers.cram.order) {
+            (Mech::CramMd5, Order::Brush) => (&checkers.cram, [&user, &challenge, &secret]),
+            (Mech::CramMd5, Order::Hoffmann) => (&checkers.cram, [&user, &secret, &challenge]),
+            _ => (&checkers.login, [&user, &secret, b""]),
+        };
+        let verdict = auth::check(checker, &fields);
+        drop(secret);
+        let (pid, ip) = (self.pid, &self.origin.remoteip);
+        let shown = bracketed(&user);
+        let line = |result: &str| format!("[{pid}]: auth: {result} type={} user=<{shown}> ip={ip}", mech.name());
         match verdict {
             Verdict::Ok => {
-                log(&format!(
-                    "[{}]: auth: auth-success type={kind} user=<{user}> ip={}",
-                    self.pid, self.remoteip
-                ));
-                let method: &'static str = match mech.as_str() {
-                    "LOGIN" => "login",
-                    "PLAIN" => "plain",
-                    _ => "cram-md5",
-                };
-                self.auth_user = Some((user.clone(), method));
-                if self.relayclient.is_none() {
-                    self.relayclient = Some(String::new());
-                }
-                // What qmail-queue and its filters see (Hoffmann's names too).
-                // SAFETY: single-threaded; no other code reads the environment concurrently.
-                unsafe {
-                    std::env::set_var("RELAYCLIENT", self.relayclient.as_deref().unwrap_or(""));
-                    std::env::set_var("TCPREMOTEINFO", &user);
-                    std::env::set_var("SMTPAUTHUSER", &user);
-                    std::env::set_var("SMTP_AUTH_USER", &user);
-                    std::env::set_var("SMTPAUTHMETHOD", method);
-                }
+                log(&line("auth-success"));
+                self.l.auth = Some((user, mech));
                 self.say("235 2.7.0 ok, go ahead (#2.0.0)");
             }
             Verdict::Bad => {
-                log(&format!(
-                    "[{}]: auth: auth-failed type={kind} user=<{user}> ip={}",
-                    self.pid, self.remoteip
-                ));
+                log(&line("auth-failed"));
                 self.say("535 5.7.8 authentication failed (#5.7.0)");
             }
             Verdict::Temporary => {
-                log(&format!(
-                    "[{}]: auth: auth-temporary-failure type={kind} user=<{user}> ip={}",
-                    self.pid, self.remoteip
-                ));
+                log(&line("auth-temporary-failure"));
                 self.say("454 4.7.0 temporary authentication failure (#4.3.0)");
             }
         }
     }
 
+    /// The exchange of one mechanism: the user, the password or CRAM-MD5 digest, and
+    /// the challenge this session issued (empty but for CRAM-MD5). `None`: it ended
+    /// with a reply sent. Decoded data holding NUL is refused (501), so no client
+    /// byte can become a field separator on the checker's descriptor 3.
+    fn exchange(
+        &mut self,
+        mech: Mech,
+        initial: Option<Secret>,
+        checkers: &Checkers,
+    ) -> Option<(Vec<u8>, Secret, Vec<u8>)> {
+        let malformed = |s: &mut Session| {
+            s.say("501 5.5.2 malformed auth input (#5.5.4)");
+            None
+        };
+        match mech {
+            Mech::Login => {
+                let user = self.response(initial, "334 VXNlcm5hbWU6")?;
+                let pass = self.response(None, "334 UGFzc3dvcmQ6")?;
+                if user.is_empty() || pass.is_empty() || user.contains(&0) || pass.contains(&0) {
+                    return malformed(self);
+                }
+                Some((user.to_vec(), pass, Vec::new()))
+            }
+            Mech::Plain => {
+                let msg = self.response(initial, "334 ")?;
+                let parts: Vec<&[u8]> = msg.split(|&b| b == 0).collect();
+                let [authzid, authcid, pass] = parts[..] else {
+                    return malformed(self);
+                };
+                if authcid.is_empty() || pass.is_empty() {
+                    return malformed(self);
+                }
+                if !authzid.is_empty() && authzid != authcid {
+                    self.logline("auth: auth-failed type=plain: authorization identity differs");
+                    self.say("535 5.7.8 authentication failed (#5.7.0)");
+                    return None;
+                }
+                Some((authcid.to_vec(), Secret(pass.to_vec()), Vec::new()))
+            }
+            Mech::CramMd5 => {
+                let Some(challenge) = self.challenge(checkers) else {
+                    self.say("454 4.7.0 temporary authentication failure (#4.3.0)");
+                    return None;
+                };
+                let prompt = format!("334 {}", auth::encode(&challenge));
+                let resp = self.response(None, &prompt)?;
+                // RFC 2195: the user name, a space, the digest; the name may hold spaces.
+                let Some(sp) = resp.iter().rposition(|&b| b == b' ') else {
+                    return malformed(self);
+                };
+                let (user, digest) = (&resp[..sp], auth::digest(&resp[sp + 1..]));
+                let Some(digest) = digest.filter(|_| !user.is_empty() && !user.contains(&0)) else {
+                    return malformed(self);
+                };
+                Some((user.to_vec(), Secret(digest), challenge))
+            }
+        }
+    }
+
+    /// A CRAM-MD5 challenge no other session has issued or will issue: the pid, the
+    /// time and 64 random bits, so a digest recorded elsewhere proves nothing here.
+    fn challenge(&self, checkers: &Checkers) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; 8];
+        // SAFETY: getrandom fills the local buffer.
+        let n = unsafe { libc::getrandom(nonce.as_mut_ptr().cast(), nonce.len(), 0) };
+        if n != nonce.len() as isize {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let host = checkers.hostname.as_deref().unwrap_or(&self.s.me);
+        let mut c = format!("<{}.{now}.{:016x}@", self.pid, u64::from_be_bytes(nonce)).into_bytes();
+        c.extend_from_slice(host);
+        c.push(b'>');
+        Some(c)
+    }
+
     /// The client's answer to a 334 prompt (or the initial response), decoded.
-    /// `None` means the exchange ended and the reply was sent.
-    fn response(&mut self, initial: Option<&str>, prompt: &str) -> Option<Vec<u8>> {
+    /// `None` means the exchange ended and the reply was sent. The line and what it
+    /// decodes to are wiped when dropped.
+    fn response(&mut self, initial: Option<Secret>, prompt: &str) -> Option<Secret> {
         let line = match initial {
-            Some("=") => return Some(Vec::new()),
-            Some(i) => i.as_bytes().to_vec(),
+            Some(i) if &*i == b"=" => return Some(Secret::default()),
+            Some(i) => i,
             None => {
                 self.say(prompt);
-                match self.conn.line(MAX_AUTH_LINE) {
-                    Ok(Line::Ok(l)) => l,
+                let line = self.conn.line(MAX_AUTH_LINE);
+                self.conn.wipe_consumed();
+                match line {
+                    Ok(Line::Ok(l)) => Secret(l),
                     Ok(Line::TooLong) => {
                         self.say("500 5.5.6 authentication exchange line is too long");
                         return None;
@@ -581,23 +699,36 @@ impl Session {
                 }
             }
         };
-        if line == b"*" {
+        if &*line == b"*" {
             self.say("501 5.7.0 auth exchange cancelled (#5.0.0)");
             return None;
         }
-        match auth::decode(&line) {
-            Some(v) => Some(v),
-            None => {
-                self.say("501 5.5.2 malformed auth input (#5.5.4)");
-                None
-            }
+        let decoded = auth::decode(&line);
+        if decoded.is_none() {
+            self.say("501 5.5.2 malformed auth input (#5.5.4)");
         }
+        decoded
     }
 }
 
-/// A line on stderr for multilog; never a password.
+/// A line on stderr for multilog; never a password. Outside bytes in it went through
+/// [`qmail::log`] first.
 pub fn log(line: &str) {
     let sep = if line.starts_with('[') { "" } else { ": " };
     use std::io::Write;
     let _ = std::io::stderr().write_all(format!("qmail-smtpd{sep}{line}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mechanisms_and_enhanced_codes() {
+        assert_eq!(Mech::parse(b"cram-md5"), Some(Mech::CramMd5));
+        assert_eq!(Mech::parse(b"LOGIN"), Some(Mech::Login));
+        assert_eq!(Mech::parse(b"LOGINX"), None);
+        assert_eq!(enhanced("spam found (#5.7.1)", true), "5.7.1");
+        assert_eq!(enhanced("qq temporary problem", false), "4.0.0");
+    }
 }
