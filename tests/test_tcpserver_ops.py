@@ -75,6 +75,21 @@ def test_uid_drop_is_checked_and_names_refused(tmp_path):
     assert r.returncode == 100
 
 
+@pytest.mark.parametrize("opts,env", [
+    (["-u", "4321"], {}),
+    (["-u", "4321", "-g", "0"], {}),              # -g 0 means "leave the gid": root's
+    (["-U"], {"UID": "4321"}),
+    (["-g", "4322", "-U"], {"UID": "4321", "GID": "0"}),
+])
+def test_uid_without_gid_is_refused(opts, env):
+    """Issue 12 item 17: 0.88's -u without -g runs the program with gid 0 and root's
+    groups; rqmail refuses to start (usage, exit 100)."""
+    r = subprocess.run([str(BIN / "tcpserver"), *opts, "127.0.0.1", "0", PROBE], capture_output=True, text=True,
+                       timeout=5, env=base_env(**env))
+    assert r.returncode == 100, r.stderr
+    assert r.stderr.startswith("tcpserver: fatal: -u without -g ") and "\ntcpserver: usage: tcpserver " in r.stderr
+
+
 def test_unreadable_cdb_after_drop(serve, open_dir):
     """The CDB is read after the drop: one only root can read drops the connection,
     even with -X."""

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 pub const USAGE: &str = "usage: tcpserver [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
 
+/// Why `-u` (or `$UID`) without a gid is refused.
+pub const NO_GID: &str = "-u without -g would keep root's group and groups: give -g gid";
+
 const SPEC: &str = "46dDvqQhHrR1UXx:t:u:g:l:b:B:c:pPoOI:";
 
 #[derive(Debug, Clone)]
@@ -143,6 +146,13 @@ impl Options {
                 _ => unreachable!("getopt returns only letters of SPEC"),
             }
         }
+        if o.uid.is_some() && o.gid.is_none() {
+            // 0.88 would run the program with gid 0 and root's supplementary groups.
+            return Err(Refused {
+                complaint: None,
+                fatal: Some(NO_GID.into()),
+            });
+        }
         let mut rest = g.rest().into_iter();
         let (Some(host), Some(port)) = (rest.next(), rest.next()) else {
             return Err(Refused {
@@ -217,5 +227,9 @@ mod tests {
             .contains("nobody"));
         assert!(parse("-u  0 25 prog").is_err());
         assert_eq!(parse("-u 0 0 25 prog").unwrap().uid, None);
+        for no_gid in ["-u 5 0 25 prog", "-u 5 -g 0 0 25 prog"] {
+            assert_eq!(parse(no_gid).unwrap_err().fatal.as_deref(), Some(NO_GID), "{no_gid}");
+        }
+        assert_eq!(parse("-g 5 0 25 prog").unwrap().gid, Some(5));
     }
 }
