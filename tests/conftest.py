@@ -216,7 +216,9 @@ def open_dir():
 # Test ids: as root the queue is owned by these numeric users, which exist in no
 # passwd file; qmail-mkids reads them from a test copy (ARCHITECTURE rule 7).
 TEST_USERS = {"alias": 7790, "qmaild": 7791, "qmaill": 7792, "root": 0, "qmailp": 7794,
-              "qmailq": 7795, "qmailr": 7796, "qmails": 7797}
+              "qmailq": 7795, "qmailr": 7796, "qmails": 7797, "qmailtls": 7798}
+# The TLS engine's user has a group of its own (7798, as make install's qmailtls).
+TEST_USER_GIDS = {"qmailtls": 7798}
 TEST_GROUPS = {"qmail": 7780, "nofiles": 7781}
 QUEUE_PROGRAMS = ["qmail-queue", "qmail-inject", "sendmail", "qmail-qstat", "qmail-qread"]
 
@@ -230,7 +232,7 @@ class QHome:
         self.path.chmod(0o755)
         if IS_ROOT:
             self.users = dict(TEST_USERS, **(users or {}))
-            passwd = "".join(f"{n}:x:{u}:{TEST_GROUPS['nofiles'] if n in ('alias', 'qmaild', 'qmaill', 'qmailp') else TEST_GROUPS['qmail']}:"
+            passwd = "".join(f"{n}:x:{u}:{TEST_USER_GIDS.get(n) or (TEST_GROUPS['nofiles'] if n in ('alias', 'qmaild', 'qmaill', 'qmailp') else TEST_GROUPS['qmail'])}:"
                              f":/nonexistent:/usr/sbin/nologin\n" for n, u in self.users.items())
             group = "".join(f"{g}:x:{i}:\n" for g, i in TEST_GROUPS.items())
             (self.path / "passwd.test").write_text(passwd)

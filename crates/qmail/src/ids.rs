@@ -2,12 +2,15 @@
 //! `QMAILHOME/control/ids` (ARCHITECTURE rule 7), so no program looks users up at run
 //! time and tests use numeric ids without touching /etc/passwd.
 //!
-//! One line per name: `user:uid:gid` for the eight users of qmail's conf-users,
-//! `group:gid` for its two groups. `#` starts a comment.
+//! One line per name: `user:uid:gid` for the eight users of qmail's conf-users and
+//! for `qmailtls`, the TLS engine's own user; `group:gid` for qmail's two groups. `#`
+//! starts a comment. `qmailtls` may be missing (a file written before it existed):
+//! only ucspi-tlsd needs it, and refuses to run as root without it.
 //!
 //! ```text
 //! alias:7790:7792
 //! qmailq:7795:7791
+//! qmailtls:7798:7798
 //! qmail:7791
 //! ```
 
@@ -18,6 +21,8 @@ use std::path::Path;
 pub const USERS: [&str; 8] = [
     "alias", "qmaild", "qmaill", "root", "qmailp", "qmailq", "qmailr", "qmails",
 ];
+/// The TLS engine's user (ucspi-tlsd drops its engine to it): not in qmail's list.
+pub const TLS_USER: &str = "qmailtls";
 /// qmail's conf-groups.
 pub const GROUPS: [&str; 2] = ["qmail", "nofiles"];
 /// Where the file lives, relative to QMAILHOME.
@@ -27,6 +32,7 @@ pub const FILE: &str = "control/ids";
 pub struct Ids {
     users: [(u32, u32); 8],
     groups: [u32; 2],
+    tls: Option<(u32, u32)>,
 }
 
 impl Ids {
@@ -36,6 +42,7 @@ impl Ids {
         Ids {
             users: [(uid, gid); 8],
             groups: [gid; 2],
+            tls: Some((uid, gid)),
         }
     }
 
@@ -47,6 +54,7 @@ impl Ids {
     pub fn parse(text: &[u8]) -> Result<Ids, String> {
         let mut users = [None; 8];
         let mut groups = [None; 2];
+        let mut tls = None;
         for (n, line) in text.split(|&b| b == b'\n').enumerate() {
             let line = String::from_utf8_lossy(line);
             let line = line.split('#').next().unwrap_or("").trim();
@@ -57,6 +65,7 @@ impl Ids {
             let f: Vec<&str> = line.split(':').collect();
             let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
             match f.as_slice() {
+                [name, uid, gid] if *name == TLS_USER => tls = Some((num(uid)?, num(gid)?)),
                 [name, uid, gid] => {
                     let i = USERS.iter().position(|u| u == name).ok_or_else(bad)?;
                     users[i] = Some((num(uid)?, num(gid)?));
@@ -77,6 +86,7 @@ impl Ids {
         Ok(Ids {
             users: users.map(|u| u.unwrap_or_default()),
             groups: groups.map(|g| g.unwrap_or_default()),
+            tls,
         })
     }
 
@@ -84,6 +94,9 @@ impl Ids {
         let mut s = String::from("# user:uid:gid and group:gid of the qmail users; see INSTALL\n");
         for (name, (u, g)) in USERS.iter().zip(&self.users) {
             s += &format!("{name}:{u}:{g}\n");
+        }
+        if let Some((u, g)) = self.tls {
+            s += &format!("{TLS_USER}:{u}:{g}\n");
         }
         for (name, g) in GROUPS.iter().zip(&self.groups) {
             s += &format!("{name}:{g}\n");
@@ -108,6 +121,15 @@ impl Ids {
 
     pub fn set_user(&mut self, user: &str, uid: u32, gid: u32) {
         self.users[index(&USERS, user)] = (uid, gid);
+    }
+
+    /// The uid and gid of [`TLS_USER`], if the file has it.
+    pub fn tls(&self) -> Option<(u32, u32)> {
+        self.tls
+    }
+
+    pub fn set_tls(&mut self, ids: Option<(u32, u32)>) {
+        self.tls = ids;
     }
 
     pub fn set_group(&mut self, group: &str, gid: u32) {
@@ -136,6 +158,19 @@ mod tests {
         assert_eq!(again.uid("qmailq"), 7795);
         assert_eq!(again.user_gid("qmailq"), 7791);
         assert_eq!(again.gid("qmail"), 7791);
+        assert_eq!(again.tls(), Some((1000, 1000)));
+    }
+
+    #[test]
+    fn qmailtls_is_optional() {
+        let mut ids = Ids::single(1, 2);
+        ids.set_tls(Some((7798, 7799)));
+        let text = ids.format();
+        assert!(text.contains("\nqmails:1:2\nqmailtls:7798:7799\nqmail:2\n"), "{text}");
+        assert_eq!(Ids::parse(text.as_bytes()).unwrap().tls(), Some((7798, 7799)));
+        let old = text.replace("qmailtls:7798:7799\n", "");
+        assert_eq!(Ids::parse(old.as_bytes()).unwrap().tls(), None);
+        assert!(Ids::parse(text.replace("qmailtls:7798:7799", "qmailtls:x:1").as_bytes()).is_err());
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! It parses passwd and group files itself (no NSS in static binaries); `-P` and `-G`
 //! name other files, so tests resolve test users without touching /etc/passwd.
+//! qmailtls, the TLS engine's user, is written with its own primary gid when it
+//! exists; without it the file is still complete for qmail's programs (the caller
+//! warns: ucspi-tlsd will not run as root).
 
-use qmail::ids::{Ids, GROUPS, USERS};
+use qmail::ids::{Ids, GROUPS, TLS_USER, USERS};
 use qmail::passwd::{group_gid, Passwd};
 
 /// The ids of every qmail user and group, or the names that are missing.
@@ -17,6 +20,7 @@ pub fn resolve(passwd: &[u8], group: &[u8]) -> Result<Ids, Vec<String>> {
             None => missing.push(format!("user {user}")),
         }
     }
+    ids.set_tls(Passwd::find(passwd, TLS_USER.as_bytes()).map(|pw| (pw.uid, pw.gid)));
     for g in GROUPS {
         match group_gid(group, g.as_bytes()) {
             Some(gid) => ids.set_group(g, gid),
@@ -54,6 +58,12 @@ mod tests {
         assert_eq!(ids.uid("qmailq"), 7795);
         assert_eq!(ids.uid("root"), 0);
         assert_eq!(ids.gid("nofiles"), 7792);
+        assert_eq!(ids.tls(), None);
+        let with_tls = passwd.clone() + "qmailtls:x:7798:7799::/nonexistent:/usr/sbin/nologin\n";
+        assert_eq!(
+            resolve(with_tls.as_bytes(), group.as_bytes()).unwrap().tls(),
+            Some((7798, 7799))
+        );
         let err = resolve(passwd.replace("qmails", "qmailz").as_bytes(), b"qmail:x:1:\n").unwrap_err();
         assert_eq!(err, ["user qmails", "group nofiles"]);
     }

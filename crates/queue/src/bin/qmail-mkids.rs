@@ -35,6 +35,13 @@ fn main() {
             die(PROG, PERMANENT, &msg)
         })
     };
+    if ids.tls().is_none() {
+        let msg = format!(
+            "no user {}: ucspi-tlsd will not run as root (INSTALL step 7)",
+            qmail::ids::TLS_USER
+        );
+        qmail::exit::warn(PROG, "warning", &msg);
+    }
     let path = home.join(qmail::ids::FILE);
     let tmp = path.with_extension("tmp");
     let write = std::fs::create_dir_all(home.join("control"))
