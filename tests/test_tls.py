@@ -15,11 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, base_env, need_root
+from conftest import BIN, PROBE, TEST_USERS, QHome, base_env, need_root
 
 from netkit import free_port
 
 APP = str(Path(__file__).parent / "tls" / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def qmailhome(open_dir, monkeypatch):
+    """The instance ucspi-tlsd reads: as root its engine drops to qmailtls from
+    QMAILHOME/control/ids (the test user 7798)."""
+    h = QHome(open_dir / "qmail")
+    monkeypatch.setenv("QMAILHOME", str(h.path))
+    return h
 
 
 def tlsd(serve, pki, *opts, cert="ec", env=None, app=APP, tcp=()):
@@ -161,9 +170,8 @@ def test_bad_certificate_still_serves_plaintext(serve, pki, open_dir):
     assert "TLS not offered" in s.log()
 
 
-def test_servercert_pem_in_qmailhome(serve, pki, open_dir):
-    home = open_dir / "home"
-    (home / "control").mkdir(parents=True)
+def test_servercert_pem_in_qmailhome(serve, pki, qmailhome):
+    home = qmailhome.path
     (home / "control/servercert.pem").write_bytes(pki["rsa"].read_bytes())
     s = serve("rqmail", ["-v", "-R", "-H"], prog=[str(BIN / "ucspi-tlsd"), APP], env=base_env(QMAILHOME=str(home)))
     c = Client(s.port, ca=pki["ca"])
@@ -274,21 +282,71 @@ def test_client_close_notify_ends_the_application(serve, pki):
 
 # --- the key stays with the engine --------------------------------------------------------
 
-def test_application_cannot_read_the_key(serve, pki):
+def engine_ids(uid):
+    """(uid, gid) of each ucspi-tlsd process running under uid."""
+    pids = subprocess.run(["pgrep", "-u", str(uid), "-f", "ucspi-tlsd"], capture_output=True, text=True).stdout.split()
+    out = []
+    for pid in pids:
+        status = dict(l.split(":", 1) for l in Path(f"/proc/{pid}/status").read_text().splitlines())
+        out.append((int(status["Uid"].split()[0]), int(status["Gid"].split()[0])))
+    return out
+
+
+# The engine's ids: qmailtls from control/ids (issue 12 item 18: not 65534, which every
+# nobody daemon shares and could signal it), or $TLS_UID/$TLS_GID.
+@pytest.mark.parametrize("env,engine", [({}, (TEST_USERS["qmailtls"], TEST_USERS["qmailtls"])),
+                                        ({"TLS_UID": "7796", "TLS_GID": "7799"}, (7796, 7799))])
+def test_application_cannot_read_the_key(serve, pki, env, engine):
     need_root()
     os.chown(pki["ec"], 0, 0)
     pki["ec"].chmod(0o600)
-    s = tlsd(serve, pki, "-u", "7791", "-g", "7791", env={"TLS_UID": "7796", "TLS_GID": "7796"})
+    s = tlsd(serve, pki, "-u", "7791", "-g", "7791", env=env)
     c = Client(s.port)
     assert c.cmd("WHOAMI") == b"250 7791 7791"
     assert c.cmd(f"KEYCHECK {pki['ec']}") == b"250 denied closed"
     c.starttls()
     assert c.cmd(f"KEYCHECK {pki['ec']}") == b"250 denied closed"
     assert c.cmd("WHOAMI") == b"250 7791 7791"
-    # The engine runs under TLS_UID, not as root and not as the application.
-    engines = subprocess.run(["pgrep", "-u", "7796", "-f", "ucspi-tlsd"], capture_output=True, text=True).stdout.split()
-    assert engines
+    # The engine runs as qmailtls (or TLS_UID), not as root and not as the application.
+    assert set(engine_ids(engine[0])) == {engine}
     assert c.cmd("QUIT") == b"221 bye"
+
+
+def test_no_qmailtls_in_control_ids_is_fatal(pki, qmailhome):
+    """Without a qmailtls entry (an instance set up before it existed) the engine has no
+    uid of its own: ucspi-tlsd refuses to run, and the application does not start."""
+    need_root()
+    ids = qmailhome.path / "control/ids"
+    ids.write_text("".join(l + "\n" for l in ids.read_text().splitlines() if not l.startswith("qmailtls:")))
+    run = [str(BIN / "ucspi-tlsd"), PROBE]
+    r = subprocess.run(run, stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                       env=base_env(CERTFILE=str(pki["ec"])))
+    assert (r.returncode, r.stdout) == (111, b"")
+    assert r.stderr == f"ucspi-tlsd: fatal: no user qmailtls in {ids}: create it and run qmail-mkids " \
+                       "(INSTALL step 7), or set $TLS_UID and $TLS_GID\n".encode()
+    ids.unlink()
+    r = subprocess.run(run, stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                       env=base_env(CERTFILE=str(pki["ec"])))
+    assert (r.returncode, r.stdout) == (111, b"")
+    assert r.stderr == f"ucspi-tlsd: fatal: unable to read {ids}: file does not exist\n".encode()
+    # Both overrides together work without control/ids; one alone is refused.
+    r = subprocess.run(run, stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                       env=base_env(CERTFILE=str(pki["ec"]), TLS_UID="7796"))
+    assert (r.returncode, r.stdout) == (111, b"")
+    assert r.stderr == b"ucspi-tlsd: fatal: $TLS_UID without $TLS_GID\n"
+    r = subprocess.run(run, stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                       env=base_env(CERTFILE=str(pki["ec"]), TLS_UID="7796", TLS_GID="7796"))
+    assert r.returncode == 0 and b"END" in r.stdout
+
+
+@pytest.mark.parametrize("opts", [["-u", "7791"], ["-i", "-u", "7791"]])
+def test_uid_without_gid_is_refused(pki, opts):
+    """Issue 12 item 17: -u without -g would run the application with gid 0 and root's
+    groups; ucspi-tlsd refuses it as a usage error, as tcpserver does."""
+    r = subprocess.run([str(BIN / "ucspi-tlsd"), *opts, PROBE], stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=10, env=base_env(CERTFILE=str(pki["ec"])))
+    assert (r.returncode, r.stdout) == (100, b"")
+    assert r.stderr.startswith(b"ucspi-tlsd: fatal: -u without -g ") and b"\nucspi-tlsd: usage: ucspi-tlsd " in r.stderr
 
 
 @pytest.mark.parametrize("cert", ["ec", "rsa"])

@@ -7,10 +7,13 @@
 //!
 //! The certificate and key are read first, as root: `$CERTFILE` and `$KEYFILE` (s6's
 //! names), else `QMAILHOME/control/servercert.pem` holding both (qmail-tls's file).
-//! Then the process forks. The engine, the child, drops to `$TLS_UID`/`$TLS_GID`
-//! (default 65534:65534) and is the only process that ever holds the key. The
-//! application, the parent, drops to `-u`/`-g` and execs `prog` without CERTFILE,
-//! KEYFILE, CAFILE, CADIR, TLS_UID and TLS_GID in its environment.
+//! Then the process forks. The engine, the child, drops to its own user, `qmailtls`
+//! from `QMAILHOME/control/ids` (or `$TLS_UID` and `$TLS_GID`, both), and is the only
+//! process that ever holds the key. Not 65534: every `nobody` daemon could signal
+//! it. Run as root without either, ucspi-tlsd refuses to start (111). The
+//! application, the parent, drops to `-u`/`-g` (`-u` alone is refused: it would keep
+//! root's groups) and execs `prog` without CERTFILE, KEYFILE, CAFILE, CADIR, TLS_UID
+//! and TLS_GID in its environment.
 //!
 //! Opportunistic (STARTTLS, STLS): the application keeps the connection on fd 0/1 and
 //! gets `SSLCTLFD`, `SSLREADFD`, `SSLWRITEFD` (and `UCSPITLS`, if the rules did not set
@@ -39,8 +42,6 @@ const PROG: &str = "ucspi-tlsd";
 const USAGE: &str = "ucspi-tlsd [ -i ] [ -t timeout ] [ -u uid ] [ -g gid ] prog";
 /// Variables for the engine only.
 const ENGINE_VARS: [&str; 6] = ["CERTFILE", "KEYFILE", "CAFILE", "CADIR", "TLS_UID", "TLS_GID"];
-/// The engine's ids when root and no TLS_UID/TLS_GID: Debian's nobody/nogroup.
-const DEFAULT_ENGINE_ID: u32 = 65534;
 
 struct Options {
     implicit: bool,
@@ -70,6 +71,14 @@ fn options(args: Vec<OsString>) -> Options {
         }
     }
     o.prog = g.rest();
+    if o.uid.is_some() && o.gid.is_none() {
+        qmail::exit::warn(
+            PROG,
+            "fatal",
+            "-u without -g would keep root's group and groups: give -g gid",
+        );
+        qmail::exit::usage(PROG, USAGE);
+    }
     if o.prog.is_empty() {
         qmail::exit::usage(PROG, USAGE);
     }
@@ -80,14 +89,42 @@ fn die(msg: &str) -> ! {
     qmail::exit::die(PROG, 111, msg)
 }
 
-fn env_id(env: &Env, name: &str) -> u32 {
-    match env.get(name) {
-        None => DEFAULT_ENGINE_ID,
-        Some(v) => v
-            .to_str()
+fn env_id(env: &Env, name: &str) -> Option<u32> {
+    let v = env.get(name)?;
+    Some(
+        v.to_str()
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| die(&format!("${name} is not a number"))),
+    )
+}
+
+/// The engine's uid and gid: `$TLS_UID` and `$TLS_GID`, else qmailtls's from
+/// control/ids. Any doubt is fatal: an engine left as root, or sharing a uid with
+/// other daemons, is what this user exists to prevent.
+fn engine_ids(env: &Env) -> (u32, u32) {
+    match (env_id(env, "TLS_UID"), env_id(env, "TLS_GID")) {
+        (Some(uid), Some(gid)) => return (uid, gid),
+        (Some(_), None) => die("$TLS_UID without $TLS_GID"),
+        (None, Some(_)) => die("$TLS_GID without $TLS_UID"),
+        (None, None) => {}
     }
+    let home = qmail::home::home();
+    let file = home.join(qmail::ids::FILE);
+    let ids = qmail::ids::Ids::load(&home).unwrap_or_else(|e| {
+        // A malformed file says which line; an OS error in djb's words.
+        let why = match e.kind() {
+            std::io::ErrorKind::InvalidData => e.to_string(),
+            _ => qmail::errstr::io_str(&e),
+        };
+        die(&format!("unable to read {}: {why}", file.display()))
+    });
+    ids.tls().unwrap_or_else(|| {
+        die(&format!(
+            "no user {} in {}: create it and run qmail-mkids (INSTALL step 7), or set $TLS_UID and $TLS_GID",
+            qmail::ids::TLS_USER,
+            file.display()
+        ))
+    })
 }
 
 /// Where the certificate and the key are.
@@ -105,7 +142,7 @@ pub fn run(args: Vec<OsString>) -> ! {
     let o = options(args);
     let mut env = Env::inherited();
     let (cert, key) = cert_paths(&env);
-    let engine_ids = nix_root().then(|| (env_id(&env, "TLS_UID"), env_id(&env, "TLS_GID")));
+    let engine_ids = nix_root().then(|| engine_ids(&env));
     for v in ENGINE_VARS {
         env.unset(v);
     }
