@@ -9,10 +9,11 @@ import socket
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import BIN, IS_ROOT, ROOT, TEST_GROUPS, TEST_USERS, need_root
+from conftest import BIN, IS_ROOT, ROOT, TEST_GROUPS, TEST_USER_GIDS, TEST_USERS, need_root
 
 QMAIL = TEST_GROUPS["qmail"]
 
@@ -21,7 +22,7 @@ QMAIL = TEST_GROUPS["qmail"]
 def installed(open_dir):
     need_root()
     ids = open_dir / "ids"
-    ids.write_text("".join(f"{n}:{u}:{QMAIL}\n" for n, u in TEST_USERS.items())
+    ids.write_text("".join(f"{n}:{u}:{TEST_USER_GIDS.get(n, QMAIL)}\n" for n, u in TEST_USERS.items())
                    + "".join(f"{g}:{i}\n" for g, i in TEST_GROUPS.items()))
     home, prefix = open_dir / "var-qmail", open_dir / "usr-local"
     r = subprocess.run(["sh", str(ROOT / "etc/install")], capture_output=True, timeout=120,
@@ -119,3 +120,34 @@ def test_run_scripts(run):
     assert "softlimit -m 2000000 /usr/local/bin/tcpserver" in text and "ucspi-tlsd" in text
     assert os.access(ROOT / run, os.X_OK) and os.access((ROOT / run).parent / "log/run", os.X_OK)
     assert ("SMTPAUTH=\"!\"" in text) == ("submission" in run) and ("-i -u" in text) == ("smtps" in run)
+    # -u always with -g (issue 12 item 17); the engine's user comes from control/ids,
+    # never a nobody fallback (item 18).
+    assert all(" -g " in l for l in text.splitlines() if " -u " in l and ("tlsd" in l or "tcpserver" in l))
+    assert "65534" not in text
+
+
+def test_install_creates_qmailtls(open_dir):
+    """Issue 12 item 18: make install creates the TLS engine's own user and group
+    (etc/mkusers) and control/ids names it. Run in a private mount namespace whose /etc
+    is an overlay and /var a tmpfs, so the system's own users are never touched."""
+    need_root()
+    up = open_dir / "overlay"
+    for d in ("etc", "work"):
+        (up / d).mkdir(parents=True)
+    home, prefix = open_dir / "var-qmail", open_dir / "usr-local"
+    host_passwd, host_group = Path("/etc/passwd").read_bytes(), Path("/etc/group").read_bytes()
+    setup = (f"mount -t overlay o -o lowerdir=/etc,upperdir={up}/etc,workdir={up}/work /etc && "
+             "mount -t tmpfs rqmail /var && exec sh etc/install")
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", setup], capture_output=True,
+                       timeout=120, cwd=ROOT, env=dict(os.environ, QMAILHOME=str(home), PREFIX=str(prefix)))
+    assert r.returncode == 0, r.stderr
+    passwd = {l.split(":")[0]: l.split(":") for l in (up / "etc/passwd").read_text().splitlines()}
+    group = {l.split(":")[0]: l.split(":") for l in (up / "etc/group").read_text().splitlines()}
+    tls = passwd["qmailtls"]
+    assert tls[6] == "/usr/sbin/nologin" and tls[3] == group["qmailtls"][2]
+    assert int(tls[2]) not in (0, 65534) and int(tls[3]) not in (0, 65534)
+    # A group of its own: nothing of the queue's (group qmail) or qmaild's (nofiles).
+    assert tls[3] not in (group["qmail"][2], group["nofiles"][2])
+    ids = (home / "control/ids").read_text().splitlines()
+    assert f"qmailtls:{tls[2]}:{tls[3]}" in ids
+    assert Path("/etc/passwd").read_bytes() == host_passwd and Path("/etc/group").read_bytes() == host_group
