@@ -23,6 +23,23 @@ TS = b"<12345.1795368151@mail.example.test>"
 ME = (os.getuid(), os.getgid())
 VUID, VGID = (7790, 7791) if IS_ROOT else ME
 YESCRYPT_SALT = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$"
+TODAY = int(time.time() // 86400)
+STD_AGEING = "19000:0:99999:7:::"
+# shadow(5) fields 3 (last change), 4 (min), 5 (max), 6 (warn), 7 (inactive),
+# 8 (expires), 9, for accounts whose password is "aged-pw"; True: may log in.
+AGEING = {
+    "mustchange": ("0:0:99999:7:::", False),                          # root enforced a change
+    "inactive": (f"{TODAY - 100}:0:30:7:10::", False),                 # past max + inactive
+    "aged": (f"{TODAY - 40}:0:30:7:30::", False),                      # past max: must change
+    "agedforever": (f"{TODAY - 40}:0:30:7:::", False),                 # ... and no inactive limit
+    "fresh": (f"{TODAY - 10}:0:30:7:10::", True),
+    "lastday": (f"{TODAY - 30}:0:30:7:0::", True),                     # max reached, not passed
+    "future": (f"{TODAY + 10}:0:1:7:1::", True),                       # changed in the future
+    "noageing": ("::30:7:1::", True),                                  # empty field 3: no ageing
+    "expirestoday": (f"19000:0:99999:7::{TODAY}:", False),
+    "expirestomorrow": (f"19000:0:99999:7::{TODAY + 1}:", True),
+    "garbled": ("19000x:0:99999:7:::", False),                         # unreadable: fail closed
+}
 
 
 def hashed(password, scheme):
@@ -48,25 +65,27 @@ class Home:
         self.homes.mkdir()
         self.homes.chmod(0o755)
         uid, gid = ME
-        sys_users = {  # name: (passwd field, shadow field or None, expire day)
-            "sysy": ("x", hashed("yes-pw", "y"), ""),
-            "sys6": ("x", hashed("six-pw", "6"), ""),
-            "sys5": ("x", hashed("five-pw", "5"), ""),
-            "sys1": ("x", hashed("one-pw", "1"), ""),
+        aged = hashed("aged-pw", "6")
+        sys_users = {  # name: (passwd field, shadow field or None, shadow fields 3 to 9)
+            "sysy": ("x", hashed("yes-pw", "y"), STD_AGEING),
+            "sys6": ("x", hashed("six-pw", "6"), STD_AGEING),
+            "sys5": ("x", hashed("five-pw", "5"), STD_AGEING),
+            "sys1": ("x", hashed("one-pw", "1"), STD_AGEING),
             "inpasswd": (hashed("pw-in-passwd", "6"), None, ""),
-            "bang": ("x", "!" + hashed("locked-pw", "6"), ""),
-            "star": ("x", "*", ""),
-            "empty": ("x", "", ""),
-            "expired": ("x", hashed("old-pw", "6"), "1"),
+            "bang": ("x", "!" + hashed("locked-pw", "6"), STD_AGEING),
+            "star": ("x", "*", STD_AGEING),
+            "empty": ("x", "", STD_AGEING),
+            "expired": ("x", hashed("old-pw", "6"), "19000:0:99999:7::1:"),
             "noshadow": ("x", None, ""),
+            **{name: ("x", aged, fields) for name, (fields, _) in AGEING.items()},
         }
         pw, sh = [], []
-        for name, (field, shadow, expire) in sys_users.items():
+        for name, (field, shadow, fields) in sys_users.items():
             home = self.homes / name
             home.mkdir()
             pw.append(f"{name}:{field}:{VUID}:{VGID}:{name}:{home}:/bin/sh\n")
             if shadow is not None:
-                sh.append(f"{name}:{shadow}:19000:0:99999:7::{expire}:\n")
+                sh.append(f"{name}:{shadow}:{fields}\n")
         self.passwd.write_text("".join(pw))
         self.shadow.write_text("".join(sh))
         self.shadow.chmod(0o600)
@@ -207,6 +226,17 @@ def test_system_accounts(home, user, password, code):
         assert probe["CWD"] == str(home.homes / user)
 
 
+@pytest.mark.parametrize("user", sorted(AGEING))
+def test_shadow_ageing_as_pam_unix(home, user):
+    """shadow(5) as pam_unix reads it: expired (field 8), a change the admin forced
+    (field 3 = 0), a password past its maximum age (field 5), and past that plus the
+    inactivity period (field 7): none of them logs in; DJB's checkpassword let all in."""
+    code, probe, err = home.run(b"%s\0aged-pw\0\0" % user.encode())
+    assert code == (0 if AGEING[user][1] else 1), err
+    assert bool(probe.get("END")) == AGEING[user][1]
+    assert b"aged-pw" not in err
+
+
 def test_sources_restrict_and_reorder(home):
     (home.path / "control/checkpwsources").write_text("users\n")
     assert home.run(b"sys6\0six-pw\0\0")[0] == 1
@@ -289,6 +319,79 @@ def test_true_needs_no_exec(home):
     assert home.run(b"bob@example.com\0nope\0\0", prog=["/bin/true"], name="vchkpw", limit=2000000)[0] == 3
 
 
+def test_program_path_containing_true_is_no_smtp_caller(home, open_dir):
+    """`/opt/construe/pop3d` is a login service: it becomes the user. Only a program
+    whose file name is exactly `true` means SMTP AUTH."""
+    d = open_dir / "construe"
+    d.mkdir()
+    (d / "pop3d").symlink_to(PROBE)
+    (d / "true-pop3d").symlink_to(PROBE)
+    for prog in (d / "pop3d", d / "true-pop3d"):
+        code, p, err = home.run(b"sys6\0six-pw\0" + TS + b"\0", prog=[str(prog)], cwd=open_dir)
+        assert code == 0, err
+        assert p["CWD"] == str(home.homes / "sys6") and p["Uid"] == [str(VUID)] * 4, prog
+
+
+def test_fd3_that_never_ends_times_out(home):
+    """A FIFO whose writer stays open: a deadline, 111 and a log line, not a root
+    process waiting forever."""
+    r, w = os.pipe()
+    os.write(w, b"sys6\0six-pw\0")
+    t = time.monotonic()
+    try:
+        p = subprocess.run([str(home.bin / "checkpassword"), PROBE], preexec_fn=lambda: os.dup2(r, 3),
+                           close_fds=False, capture_output=True, env=home.env(), timeout=30)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert p.returncode == 111 and b"END" not in p.stdout
+    assert time.monotonic() - t < 15
+    assert b"timeout reading descriptor 3" in p.stderr and b"six-pw" not in p.stderr
+
+
+def test_caller_signal_state_is_undone(home):
+    """Blocked and ignored signals survive exec: the program (here grep, reading its
+    own status) starts with none of the caller's, as qmail's programs do."""
+    import signal
+    r, w = os.pipe()
+    os.write(w, b"sys6\0six-pw\0\0")
+    os.close(w)
+
+    def setup():
+        os.dup2(r, 3)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM, signal.SIGCHLD})
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGXFSZ, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_IGN)
+    try:
+        p = subprocess.run([str(home.bin / "checkpassword"), "/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"],
+                           preexec_fn=setup, close_fds=False, capture_output=True, env=home.env(), timeout=30)
+    finally:
+        os.close(r)
+    assert p.returncode == 0, p.stderr
+    masks = dict(line.split(":") for line in p.stdout.decode().split("\n") if line)
+    assert {k: int(v, 16) for k, v in masks.items()} == {"SigBlk": 0, "SigIgn": 0}
+
+
+def test_unreadable_control_files_are_temporary(home):
+    """An error reading a control file is 111 with a log line, never its default."""
+    delay = home.path / "control/checkpwdelay"
+    delay.unlink()
+    delay.mkdir()
+    for fd3 in (b"sys6\0six-pw\0\0", b"sys6\0bad-guess\0\0"):
+        code, probe, err = home.run(fd3)
+        assert code == 111 and "END" not in probe and b"checkpwdelay" in err, err
+    delay.rmdir()
+    delay.write_text("soon\n")
+    code, _, err = home.run(b"sys6\0six-pw\0\0")
+    assert code == 111 and b"checkpwdelay" in err
+    delay.write_text("0\n")
+    sources = home.path / "control/checkpwsources"
+    sources.unlink()
+    sources.mkdir()
+    code, _, err = home.run(b"sys6\0six-pw\0\0")
+    assert code == 111 and b"checkpwsources" in err
+
+
 # --- CRAM-MD5 and APOP ---------------------------------------------------------------------
 
 def cram(secret, challenge=TS):
@@ -329,6 +432,36 @@ def test_challenges_need_the_opt_in(home):
     assert home.run(b"sys6\0" + cram("six-pw") + b"\0" + TS + b"\0")[0] == 1
 
 
+def test_challenge_shaped_fields_are_only_ever_digests(home):
+    """A CRAM-MD5 (or APOP) exchange verifies an HMAC, never the plain password: a
+    cleartext password in the digest's place does not log in. The edge case: a
+    password that is itself 32 lower-case hex digits, sent with a <...@...> third
+    field (qmail-popup's USER/PASS), is taken as a digest."""
+    hexpw = hashlib.md5(b"x").hexdigest()
+    home.add("hex@example.com", hexpw, "-c")
+    home.add("angle@example.com", "<a.1@b.example>")
+    for name in ("checkpassword", "vchkpw", "cmd5checkpw"):
+        r = lambda fd3: home.run(fd3, prog=["/bin/true"], name=name)[0]
+        wrong = 3 if name == "vchkpw" else 1
+        assert r(b"hex@example.com\0" + hexpw.encode() + b"\0" + TS + b"\0") == wrong        # Hoffmann's shape
+        assert r(b"angle@example.com\0<a.1@b.example>\0" + cram("x") + b"\0") == wrong       # brush's shape
+        assert r(b"hex@example.com\0" + TS + b"\0" + cram(hexpw) + b"\0") == 0              # a real digest
+        assert r(b"hex@example.com\0" + hexpw.encode() + b"\0\0") == 0                       # LOGIN/PLAIN
+        assert r(b"angle@example.com\0<a.1@b.example>\0\0") == 0
+    # qmail-popup's USER/PASS puts its timestamp in the third field: passwords still work.
+    assert home.run(b"bob@example.com\0bob-pw\0" + TS + b"\0")[0] == 0
+    assert home.run(b"alice@example.com\0alice-pw\0" + TS + b"\0")[0] == 0
+
+
+def test_credentials_only_for_lookups(home):
+    """PASSWORD={PLAIN}... is Dovecot's answer to a credentials lookup (AUTHORIZED=1);
+    a verification never exports the secret."""
+    fd3 = b"alice@example.com\0" + TS + b"\0" + cram("alice-pw") + b"\0"
+    code, p, err = home.run(fd3, env=home.env(ORIG_UID=str(os.getuid()), CREDENTIALS_LOOKUP="1"))
+    assert code == 0, err
+    assert "PASSWORD" not in p["env"] and "PASSWORD" not in p["env"].get("EXTRA", "")
+
+
 def test_passwd_keeps_or_drops_the_secret(home):
     home.users("passwd", "alice@example.com", password=b"new-pw\n")
     fd3 = lambda pw: b"alice@example.com\0" + cram(pw) + b"\0" + TS + b"\0"
@@ -348,7 +481,10 @@ def test_failures_answer_after_the_delay(home):
     for fd3 in (b"bob@example.com\0wrong\0\0", b"nobody@example.com\0x\0\0", b"sysy\0wrong\0\0"):
         t = time.monotonic()
         code, _, err = home.run(fd3, prog=["/bin/true"])
-        assert code == 1 and time.monotonic() - t >= 1.9 and err == b""
+        assert code == 1 and time.monotonic() - t >= 1.9
+        login = fd3.split(b"\0")[0]
+        assert err.startswith(b"checkpassword: failed: user=<" + login + b"> uid=%d" % os.getuid()), err
+        assert err.count(b"\n") == 1 and b"wrong" not in err
     (home.path / "control/checkpwdelay").write_text("1\n")
     t = time.monotonic()
     assert home.run(b"bob@example.com\0wrong\0\0")[0] == 1 and time.monotonic() - t >= 0.9
@@ -360,6 +496,14 @@ def test_no_password_in_any_output(home):
                 f"bob@example.com\0{secret}", f"b b\0{secret}\0\0", f"bob@example.com\0{secret}\0" + "x" * 600):
         code, probe, err = home.run(fd3.encode(), prog=["/nonexistent"])
         assert secret.encode() not in err and "END" not in probe
+
+
+def test_failure_log_lines_cannot_be_forged(home):
+    forged = b"eve\nqmail-smtpd: auth-success user=<postmaster@example.com>"
+    code, _, err = home.run(forged + b"\0Guess-1234\0\0", env=home.env(TCPREMOTEIP="10.0.0.1\nfake"))
+    assert code == 1 and err.count(b"\n") == 1, err
+    assert b"user=<eve?qmail-smtpd:?auth-success?user=?postmaster@example.com?>" in err
+    assert b"ip=10.0.0.1?fake" in err and b"Guess-1234" not in err
 
 
 # --- the seeds' memory limit ---------------------------------------------------------------
@@ -458,15 +602,26 @@ def test_users_concurrent_adds_all_land(home):
 
 # --- setuid root, as the seeds install vchkpw --------------------------------------------------
 
-def in_namespace(home, exe, fd3, argv, uid, env):
-    """Runs `exe argv` as `uid` in a private mount namespace whose /var/qmail is `home`:
-    a setuid run ignores QMAILHOME and reads the compiled-in /var/qmail, and this is
-    how a test gives it one without touching the system's."""
+def in_namespace(home, exe, fd3, argv, uid, env, gid=None, groups=()):
+    """Runs `exe argv` as `uid` (group `gid`, default the uid; supplementary `groups`)
+    in a private mount namespace whose /var/qmail is `home`: a setuid run ignores
+    QMAILHOME and reads the compiled-in /var/qmail, and this is how a test gives it
+    one without touching the system's."""
     script = ('mount -t tmpfs rqmail-test /var && mkdir /var/qmail && mount --bind "$1" /var/qmail && '
-              'shift && exec setpriv --reuid="$1" --regid="$1" --clear-groups "$2" "$3" "$4" 3<&0')
+              'shift && exec "$@" 3<&0')
+    ids = ["setpriv", f"--reuid={uid}", f"--regid={uid if gid is None else gid}",
+           f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"]
     p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(home.path),
-                        str(uid), str(exe), *argv], input=fd3, capture_output=True, env=env, timeout=60)
+                        *ids, str(exe), *argv], input=fd3, capture_output=True, env=env, timeout=60)
     return p.returncode, parse_probe(p.stdout), p.stderr
+
+
+# The test qmail users (control/ids), as conftest's QHome has them.
+TEST_IDS = ("alias:7790:7781\nqmaild:7791:7781\nqmaill:7792:7781\nroot:0:0\nqmailp:7794:7781\n"
+            "qmailq:7795:7780\nqmailr:7796:7780\nqmails:7797:7780\nqmailtls:7798:7798\nqmail:7780\nnofiles:7781\n")
+UNTRUSTED = 7799          # in no list: an ordinary local user
+GROUPIE = 7789            # an ordinary user, but in the admin's group where a test says so
+ADMIN_GROUP = 7788        # control/checkpwgroup, where a test names it
 
 
 @pytest.fixture
@@ -479,6 +634,7 @@ def suid(home):
     os.chown(exe, 0, 0)
     exe.chmod(0o4711)
     home.path.chmod(0o755)
+    (home.path / "control/ids").write_text(TEST_IDS)
     return exe
 
 
@@ -494,10 +650,78 @@ def test_setuid_smtp_gives_the_privilege_back(home, suid):
 
 
 def test_setuid_login_becomes_the_user(home, suid):
-    code, p, err = in_namespace(home, suid, b"sys6\0six-pw\0" + TS + b"\0", [PROBE], 7799,
-                                home.env(TCPLOCALPORT="110"))
+    """A login service run by a member of the group the admin named."""
+    (home.path / "control/checkpwgroup").write_text(f"{ADMIN_GROUP}\n")
+    code, p, err = in_namespace(home, suid, b"sys6\0six-pw\0" + TS + b"\0", [PROBE], GROUPIE,
+                                home.env(TCPLOCALPORT="110"), gid=ADMIN_GROUP)
     assert code == 0, err
     assert p["Uid"] == [str(VUID)] * 4 and p["Groups"] == [str(VGID)] and p["CWD"] == str(home.homes / "sys6")
+
+
+def test_setuid_refuses_other_callers_before_any_lookup(home, suid):
+    """A local password oracle no more: an ordinary user's run is refused at once,
+    whatever the login and password (nothing looked up, no hash computed, no delay to
+    kill early), and logged without the password."""
+    (home.path / "control/checkpwdelay").write_text("2\n")
+    # A lookup would stop at this line with "unable to parse": the refusal comes first.
+    (home.path / "control/checkpwsources").write_text("ldap\n")
+    env = home.env(TCPLOCALPORT="110")
+    for fd3 in (b"sys6\0Right-Or-Not-1\0" + TS + b"\0", b"sysy\0Right-Or-Not-2\0\0", b"nobody-here\0Right-Or-Not-3\0\0",
+                b"alice@example.com\0" + TS + b"\0" + cram("alice-pw") + b"\0", b"ro\not\0Right-Or-Not-4\0\0"):
+        t = time.monotonic()
+        code, p, err = in_namespace(home, suid, fd3, [PROBE], UNTRUSTED, env)
+        assert code == 111 and "END" not in p, err
+        assert time.monotonic() - t < 1.5
+        assert err.startswith(b"vchkpw: refused: uid 7799 may not run vchkpw setuid: user=<"), err
+        assert err.count(b"\n") == 1 and b"Right-Or-Not" not in err and b"parse" not in err
+    assert b"user=<ro?ot>" in err
+    # With the group named, an ordinary user outside it is still refused.
+    (home.path / "control/checkpwgroup").write_text(f"{ADMIN_GROUP}\n")
+    assert in_namespace(home, suid, b"sys6\0six-pw\0\0", [PROBE], UNTRUSTED, env)[0] == 111
+
+
+def test_setuid_trusted_callers(home, suid):
+    """root, the qmail users of control/ids, and the admin's group (primary or
+    supplementary) may; an unreadable group file is 111, not "nobody"."""
+    fd3, env = b"bob@example.com\0bob-pw\0\0", home.env(TCPLOCALPORT="25")
+    for uid in (7791, 7795, 7797):
+        assert in_namespace(home, suid, fd3, [PROBE], uid, env)[0] == 0, uid
+    # The TLS engine's user holds no qmail job that needs it, and reads hostile bytes.
+    assert in_namespace(home, suid, fd3, [PROBE], 7798, env)[0] == 111
+    assert in_namespace(home, suid, fd3, [PROBE], GROUPIE, env, gid=ADMIN_GROUP)[0] == 111
+    (home.path / "control/checkpwgroup").write_text(f"{ADMIN_GROUP}\n")
+    assert in_namespace(home, suid, fd3, [PROBE], GROUPIE, env, gid=ADMIN_GROUP)[0] == 0
+    assert in_namespace(home, suid, fd3, [PROBE], GROUPIE, env, groups=[5, ADMIN_GROUP])[0] == 0
+    assert in_namespace(home, suid, fd3, [PROBE], GROUPIE, env, groups=[5])[0] == 111
+    (home.path / "control/checkpwgroup").unlink()
+    (home.path / "control/checkpwgroup").mkdir()
+    code, _, err = in_namespace(home, suid, fd3, [PROBE], 7791, env)
+    assert code == 111 and b"checkpwgroup" in err
+    (home.path / "control/checkpwgroup").rmdir()
+    (home.path / "control/ids").write_text("qmaild:x\n")
+    code, _, err = in_namespace(home, suid, fd3, [PROBE], 7791, env)
+    assert code == 111 and b"control/ids" in err
+
+
+def test_setuid_sniffed_exchange_gives_nothing(home, suid):
+    """A CRAM-MD5 or APOP exchange sniffed once: from the qmail users it is verified
+    (their own challenge); CREDENTIALS_LOOKUP in a setuid run is refused (it would
+    print the clear password), and an admin-group caller gets no challenge proofs."""
+    crammed = b"alice@example.com\0" + TS + b"\0" + cram("alice-pw") + b"\0"
+    apopped = b"alice@example.com\0" + apop("alice-pw") + b"\0" + TS + b"\0"
+    assert in_namespace(home, suid, crammed, [PROBE], 7791, home.env(TCPLOCALPORT="25"))[0] == 0
+    for env in (home.env(ORIG_UID="7791", CREDENTIALS_LOOKUP="1"), home.env(CREDENTIALS_LOOKUP="1"),
+                home.env(ORIG_UID="7791", CREDENTIALS_LOOKUP="1", AUTHORIZED="1")):
+        code, p, err = in_namespace(home, suid, crammed, [PROBE], 7791, env)
+        assert code == 111 and "END" not in p and b"alice-pw" not in err, err
+        assert b"CREDENTIALS_LOOKUP" in err
+    (home.path / "control/checkpwgroup").write_text(f"{ADMIN_GROUP}\n")
+    for fd3 in (crammed, apopped):
+        code, p, err = in_namespace(home, suid, fd3, [PROBE], GROUPIE, home.env(TCPLOCALPORT="110"), gid=ADMIN_GROUP)
+        assert code == 111 and "END" not in p and b"challenge" in err, err
+    code, p, _ = in_namespace(home, suid, b"alice@example.com\0alice-pw\0" + TS + b"\0", [PROBE], GROUPIE,
+                              home.env(TCPLOCALPORT="110"), gid=ADMIN_GROUP)
+    assert code == 0 and p["Uid"] == [str(VUID)] * 4
 
 
 def test_setuid_ignores_qmailhome_and_refuses_lookups(home, suid, open_dir):

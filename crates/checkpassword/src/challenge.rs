@@ -7,6 +7,11 @@
 //! and 32 lower-case hex digits, so both work. APOP's digest is in the password field
 //! and qmail-popup's timestamp in the third, the same shape as Hoffmann's CRAM-MD5, so
 //! both are tried there.
+//!
+//! Fields of that shape are only ever checked as a challenge response, never as a
+//! password ([`shaped`]): CRAM-MD5 must not become cleartext AUTH in disguise. The
+//! price: a password that is itself 32 lower-case hex digits, given with qmail-popup's
+//! `<...@...>` timestamp in the third field, is taken for a digest and fails.
 
 use hmac::{KeyInit, Mac};
 use md5::{Digest, Md5};
@@ -47,6 +52,12 @@ pub fn apop(secret: &[u8], timestamp: &[u8]) -> Vec<u8> {
     h.update(timestamp);
     h.update(secret);
     hex(&h.finalize())
+}
+
+/// True when `second`/`third` (the fields after the login) have the shape of a
+/// challenge response in either order: a `<...@...>` challenge and a 32-hex digest.
+pub fn shaped(second: &[u8], third: &[u8]) -> bool {
+    (is_digest(second) && is_msgid(third)) || (is_msgid(second) && is_digest(third))
 }
 
 /// True when `second`/`third` (the fields after the login) prove knowledge of `secret`.
@@ -90,6 +101,16 @@ mod tests {
         assert_eq!(apop(b"tanstaaf", ts), b"c4c9334bac560ecc979e58001b3e22fb");
         assert!(proves(b"tanstaaf", b"c4c9334bac560ecc979e58001b3e22fb", ts));
         assert!(!proves(b"tanstaaf", b"c4c9334bac560ecc979e58001b3e22fc", ts));
+    }
+
+    #[test]
+    fn shapes() {
+        let digest = b"b913a602c7eda7a495b4e6e7334d3890";
+        assert!(shaped(digest, CHALLENGE) && shaped(CHALLENGE, digest));
+        assert!(!shaped(b"password", CHALLENGE));
+        assert!(!shaped(digest, b""));
+        assert!(!shaped(b"B913A602C7EDA7A495B4E6E7334D3890", CHALLENGE));
+        assert!(!shaped(CHALLENGE, b"password"));
     }
 
     #[test]

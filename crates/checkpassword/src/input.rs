@@ -1,12 +1,17 @@
 //! What the caller writes on descriptor 3 (checkpassword.md §1): `login\0password\0`
 //! and an optional third field (qmail-popup's APOP timestamp, a CRAM-MD5 challenge or
-//! response), at most 512 bytes.
+//! response), at most 512 bytes, within [`DEADLINE`].
 
 use std::io::{self, Read};
 use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
 
 /// More than this many bytes is an unacceptable password (0.90's 513-byte buffer).
 pub const MAX: usize = 512;
+
+/// Every caller writes its few bytes and closes at once; a descriptor that has not
+/// reached EOF by then (a FIFO whose writer stays open) is not going to.
+pub const DEADLINE: Duration = Duration::from_secs(5);
 
 /// The three fields. The buffer is wiped when dropped.
 pub struct Request {
@@ -20,6 +25,8 @@ pub struct Request {
 pub enum BadInput {
     /// fd 3 could not be read (not open, an error).
     Unreadable(io::Error),
+    /// fd 3 did not reach EOF within the deadline.
+    Timeout,
     /// 513 bytes or more.
     TooLong,
     /// No login, or a field without its NUL.
@@ -74,19 +81,63 @@ pub fn wipe(mut buf: Vec<u8>) {
     qmail::secret::wipe(&mut buf);
 }
 
-/// Reads fd 3 to EOF or to MAX+1 bytes, then closes it.
-pub fn read_fd3() -> Result<Vec<u8>, BadInput> {
+/// Reads fd 3 to EOF or to MAX+1 bytes, within `deadline` in all, then closes it.
+pub fn read_fd3(deadline: Duration) -> Result<Vec<u8>, BadInput> {
     // SAFETY: fd 3 belongs to this process by the interface; the File closes it.
     let mut f = unsafe { std::fs::File::from_raw_fd(3) };
-    let mut buf = Vec::with_capacity(MAX + 1);
-    match (&mut f).take(MAX as u64 + 1).read_to_end(&mut buf) {
-        Ok(_) => Ok(buf),
+    let start = Instant::now();
+    let mut buf = vec![0u8; MAX + 1];
+    let mut len = 0;
+    let result = loop {
+        if len > MAX {
+            break Ok(());
+        }
+        match readable(3, deadline.saturating_sub(start.elapsed())) {
+            Ok(true) => {}
+            Ok(false) => break Err(BadInput::Timeout),
+            Err(e) => break Err(BadInput::Unreadable(e)),
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => len += n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
+            Err(e) => break Err(BadInput::Unreadable(e)),
+        }
+    };
+    buf.truncate(len);
+    match result {
+        Ok(()) => Ok(buf),
         Err(e) => {
-            if e.raw_os_error() == Some(libc::EBADF) {
+            if matches!(&e, BadInput::Unreadable(e) if e.raw_os_error() == Some(libc::EBADF)) {
                 std::mem::forget(f);
             }
             wipe(buf);
-            Err(BadInput::Unreadable(e))
+            Err(e)
+        }
+    }
+}
+
+/// Waits until `fd` can be read (data, EOF, or an error that read will report);
+/// false when `left` passes first.
+fn readable(fd: i32, left: Duration) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let start = Instant::now();
+    loop {
+        let ms = left.saturating_sub(start.elapsed()).as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut p, 1, ms) } {
+            0 => return Ok(false),
+            n if n > 0 => return Ok(true),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 }

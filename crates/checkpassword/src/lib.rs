@@ -12,12 +12,15 @@
 //! - [`userdb`]: the database, a CDB managed by `checkpassword-users` ([`users`]).
 //! - [`hash`]: crypt hashes by well-kept crates; yescrypt's 16 MiB under a 2 MB limit.
 //! - [`challenge`]: CRAM-MD5 in both callers' field orders, and APOP.
+//! - [`trust`]: who may use a setuid run, and who may give challenge proofs.
 //! - [`verify`]: the run itself, and what each caller expects after success.
 //!
 //! Design decisions a reader must know: the program often runs setuid root (the seeds
-//! install vchkpw so), so no path comes from the environment of a setuid run, a run
-//! that does not become the user gives the privilege back before exec, and no
-//! password reaches a log line. Exit codes are the interface's own: 1 is "no", 111 is
+//! install vchkpw so), so no path comes from the environment of a setuid run, only
+//! the callers that need the privilege get it (root, the qmail users, a group the
+//! admin names; everyone else is refused before anything is looked up), a run that
+//! does not become the user gives the privilege back before exec, and no password
+//! reaches a log line. Exit codes are the interface's own: 1 is "no", 111 is
 //! "try again", and vchkpw's codes under that name.
 
 pub mod challenge;
@@ -25,6 +28,7 @@ pub mod hash;
 pub mod input;
 pub mod login;
 pub mod sources;
+pub mod trust;
 pub mod userdb;
 pub mod users;
 pub mod verify;

@@ -26,7 +26,7 @@ pub enum Source {
 pub fn configured(home: &Path) -> Result<Vec<Source>, String> {
     let path = home.join("control/checkpwsources");
     let text = match std::fs::read(&path) {
-        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Ok(t) => String::from_utf8(t).map_err(|_| format!("unable to parse {}: not UTF-8", path.display()))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => "users\nsystem\n".to_string(),
         Err(e) => {
             return Err(format!(
@@ -69,8 +69,8 @@ pub struct Account {
     pub hash: Vec<u8>,
     /// The clear secret for CRAM-MD5 and APOP, if the admin stored one.
     pub secret: Option<Vec<u8>>,
-    /// Expired in shadow: no password logs in.
-    pub expired: bool,
+    /// Why no password may log in (shadow's ageing: expired, must change, inactive).
+    pub refused: Option<&'static str>,
 }
 
 /// Looks `login` up in each source in turn. `Err` is a temporary failure (a source
@@ -88,7 +88,7 @@ pub fn find(sources: &[Source], login: &Login) -> Result<Option<Account>, String
                     shell: None,
                     hash: u.hash,
                     secret: u.secret,
-                    expired: false,
+                    refused: None,
                 }),
             Source::System { passwd, shadow } if login.domain.is_none() => system(passwd, shadow, &login.typed)?,
             Source::System { .. } => None,
@@ -117,16 +117,17 @@ fn system(passwd: &Path, shadow: &Path, name: &[u8]) -> Result<Option<Account>, 
     let Some(pw) = read(passwd)?.and_then(|t| Passwd::find(&t, name)) else {
         return Ok(None);
     };
-    let (hash, expired) = if pw.passwd == b"x" {
+    // A passwd line without `x` has no shadow entry and so no ageing, as for PAM.
+    let (hash, refused) = if pw.passwd == b"x" {
         let today = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 86400);
         match read(shadow)?.and_then(|t| Shadow::find(&t, name)) {
-            Some(sp) => (sp.hash.clone(), sp.expired(today)),
-            None => (Vec::new(), false),
+            Some(sp) => (sp.hash.clone(), sp.ageing(today as i64).refusal()),
+            None => (Vec::new(), None),
         }
     } else {
-        (pw.passwd.clone(), false)
+        (pw.passwd.clone(), None)
     };
     Ok(Some(Account {
         name: pw.name,
@@ -136,7 +137,7 @@ fn system(passwd: &Path, shadow: &Path, name: &[u8]) -> Result<Option<Account>, 
         shell: Some(pw.shell),
         hash,
         secret: None,
-        expired,
+        refused,
     }))
 }
 

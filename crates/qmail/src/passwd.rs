@@ -42,26 +42,104 @@ impl Passwd {
     }
 }
 
-/// The parts of a shadow(5) entry that decide whether a password may log in.
+/// The parts of a shadow(5) entry that decide whether a password may log in. Days
+/// count from 1970-01-01; an empty field (or glibc's `-1`) is `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shadow {
     pub hash: Vec<u8>,
-    /// Field 8: the day (since 1970-01-01) the account expires, if set.
-    pub expires: Option<u64>,
+    /// Field 3: the day of the last password change; 0 means "must change now".
+    pub last_change: Option<i64>,
+    /// Field 5: the most days a password may be used before it must be changed.
+    pub max: Option<i64>,
+    /// Field 7: the days after `max` during which the old password still opens
+    /// a session in which it can be changed.
+    pub inactive: Option<i64>,
+    /// Field 8: the day the account expires.
+    pub expires: Option<i64>,
+}
+
+/// What shadow(5)'s ageing fields say about a login today.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ageing {
+    Valid,
+    /// Field 8 is today or past (pam_unix: PAM_ACCT_EXPIRED).
+    Expired,
+    /// Field 3 is 0, or the password is older than field 5 (PAM_NEW_AUTHTOK_REQD):
+    /// only a session that can change the password could go on, and no mail login can.
+    MustChange,
+    /// Older than field 5 plus field 7 (PAM_AUTHTOK_EXPIRED): only the admin can help.
+    Inactive,
+}
+
+impl Ageing {
+    /// Why no password may log in, for a log line; `None` when one may.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            Ageing::Valid => None,
+            Ageing::Expired => Some("account expired"),
+            Ageing::MustChange => Some("password must be changed"),
+            Ageing::Inactive => Some("password expired and account inactive"),
+        }
+    }
+}
+
+/// A day field: empty or `-1` is unset; anything else that is not a day count makes
+/// the whole entry unreadable, as it does for glibc's getspnam.
+fn day(field: Option<&&[u8]>) -> Result<Option<i64>, ()> {
+    let Some(field) = field.filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    match std::str::from_utf8(field).ok().and_then(|s| s.parse::<i64>().ok()) {
+        Some(-1) => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(n)),
+        _ => Err(()),
+    }
 }
 
 impl Shadow {
+    /// The entry for `name`; `None` when it is missing or any of fields 3 to 8 is
+    /// not a number (so a damaged entry never logs in).
     pub fn find(text: &[u8], name: &[u8]) -> Option<Shadow> {
         let f = find_line(text, name)?;
+        for i in 2..8 {
+            day(f.get(i)).ok()?;
+        }
+        let get = |i: usize| day(f.get(i)).ok().flatten();
         Some(Shadow {
             hash: f[1].to_vec(),
-            expires: f.get(7).and_then(|e| std::str::from_utf8(e).ok()?.parse().ok()),
+            last_change: get(2),
+            max: get(4),
+            inactive: get(6),
+            expires: get(7),
         })
     }
 
-    /// True when the account has expired by `today` (days since 1970-01-01).
-    pub fn expired(&self, today: u64) -> bool {
-        self.expires.is_some_and(|day| day <= today)
+    /// The ageing verdict for `today` (days since 1970-01-01), in the order and with
+    /// the comparisons of pam_unix's check_shadow_expiry. One difference: an empty
+    /// field 3 turns ageing off, as shadow(5) says (pam_unix computes with -1 there).
+    pub fn ageing(&self, today: i64) -> Ageing {
+        if self.expires.is_some_and(|day| today >= day) {
+            return Ageing::Expired;
+        }
+        let Some(changed) = self.last_change else {
+            return Ageing::Valid;
+        };
+        if changed == 0 {
+            return Ageing::MustChange;
+        }
+        if today < changed {
+            return Ageing::Valid;
+        }
+        let age = today - changed;
+        if let (Some(max), Some(inactive)) = (self.max, self.inactive) {
+            if age > max && age > inactive && age > max + inactive {
+                return Ageing::Inactive;
+            }
+        }
+        if self.max.is_some_and(|max| age > max) {
+            return Ageing::MustChange;
+        }
+        Ageing::Valid
     }
 }
 
@@ -94,9 +172,39 @@ mod tests {
     fn shadow_expiry() {
         let s = Shadow::find(b"alice:$y$j9T$x$y:19000:0:99999:7::20000:\nbob:!:1::::::\n", b"alice").unwrap();
         assert_eq!(s.hash, b"$y$j9T$x$y");
-        assert!(!s.expired(19999));
-        assert!(s.expired(20000));
+        assert_eq!(s.ageing(19999), Ageing::Valid);
+        assert_eq!(s.ageing(20000), Ageing::Expired);
         assert_eq!(Shadow::find(b"bob:!:1::::::\n", b"bob").unwrap().expires, None);
+    }
+
+    #[test]
+    fn shadow_ageing_as_pam_unix() {
+        let at = |fields: &str, today: i64| {
+            let line = format!("u:$6$s$h:{fields}\n");
+            Shadow::find(line.as_bytes(), b"u").map(|s| s.ageing(today))
+        };
+        use Ageing::*;
+        assert_eq!(at("0:0:99999:7:::", 20000), Some(MustChange));
+        assert_eq!(at("19900:0:30:7:10::", 20000), Some(Inactive));
+        assert_eq!(at("19960:0:30:7:30::", 20000), Some(MustChange));
+        assert_eq!(at("19960:0:30:7:::", 20000), Some(MustChange));
+        assert_eq!(at("19970:0:30:7:0::", 20000), Some(Valid));
+        assert_eq!(at("19969:0:30:7:0::", 20000), Some(Inactive));
+        assert_eq!(at("19990:0:30:7:10::", 20000), Some(Valid));
+        assert_eq!(at("20010:0:1:7:1::", 20000), Some(Valid));
+        assert_eq!(at("::30:7:1::", 20000), Some(Valid));
+        assert_eq!(at("-1:0:30:7:1::", 20000), Some(Valid));
+        assert_eq!(at("19000:0:99999:7::20000:", 20000), Some(Expired));
+        assert_eq!(at("19000:0:99999:7::20001:", 20000), Some(Valid));
+        assert_eq!(at("19000:0:99999:7::0:", 20000), Some(Expired));
+        assert_eq!(at("19000x:0:99999:7:::", 20000), None);
+        assert_eq!(at("19000:0:99999:-7:::", 20000), None);
+        assert_eq!(at("19000:0:99999:7::", 20000), Some(Valid));
+        assert_eq!(
+            Some(MustChange).and_then(Ageing::refusal),
+            Some("password must be changed")
+        );
+        assert_eq!(Valid.refusal(), None);
     }
 
     #[test]
