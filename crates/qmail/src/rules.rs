@@ -109,7 +109,7 @@ pub fn candidate_keys(c: &Client) -> Vec<Vec<u8>> {
 /// means no key matched (tcpserver then allows, with no variables). A missing file
 /// is `NotFound`; a damaged one is an error, never a rule.
 pub fn lookup(path: &Path, c: &Client) -> io::Result<Option<Rule>> {
-    let db = crate::cdb::Cdb::open(path)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    let db = crate::cdb::Cdb::open(path)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
     for key in candidate_keys(c) {
         if let Some(data) = db.get(&key)? {
             return Ok(Some(Rule {
