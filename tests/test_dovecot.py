@@ -112,7 +112,11 @@ def test_pop3_wrong_password_is_refused(dovecot):
     p.user("nobody@example.com")
     with pytest.raises(poplib.error_proto, match=r"\[AUTH\] Authentication failed"):
         p.pass_("pop-pw")
-    assert "pop-pW" not in (t / "dovecot.log").read_text()
+    log = (t / "dovecot.log").read_text()
+    assert "pop-pW" not in log
+    # checkpassword's own lines, in Dovecot's log: the login escaped, no password.
+    assert "checkpassword: failed: user=<alice@example.com> uid=0 ip=127.0.0.1: password mismatch" in log
+    assert "checkpassword: failed: user=<nobody@example.com> uid=0 ip=127.0.0.1: no such user" in log
 
 
 def test_apop_through_credentials_lookup(dovecot):
