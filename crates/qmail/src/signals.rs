@@ -8,14 +8,41 @@
 
 use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
-/// Unblocks every signal, puts every disposition back to its default and cancels any
-/// pending alarm. Programs then set the handlers they need.
+/// Unblocks every signal, puts every disposition back to its default (the real-time
+/// signals too) and cancels any pending alarm. Programs then set the handlers they
+/// need.
 pub fn sanitize() {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: installing SIG_DFL runs no code of ours.
-        let _ = unsafe { sigaction(sig, &default) };
+    // The kernel's own call, because the C library refuses the signals it reserves
+    // (32 to 34), which a caller may still have set to "ignore".
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a valid sigaction for SIG_DFL, no old action wanted, the kernel's
+        // 8-byte signal set.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
     }
     // SAFETY: alarm has no preconditions.
     unsafe { libc::alarm(0) };
