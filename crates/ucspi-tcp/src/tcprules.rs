@@ -85,7 +85,7 @@ fn write_records(mut input: impl BufRead, file: File, tmp: &Path) -> Result<(), 
         }
     }
     // Stable: among blocks of one length (the same block twice), the first line wins.
-    blocks.sort_by(|a, b| b.0.cmp(&a.0));
+    blocks.sort_by_key(|b| std::cmp::Reverse(b.0));
     for (_, keys, data) in &blocks {
         for key in keys {
             db.add(key, data).map_err(write_err)?;
