@@ -73,13 +73,57 @@ mod tests {
         assert!(!can_allocate(usize::MAX >> 1));
     }
 
+    /// Set in the child that `raises_for_the_call_and_restores` starts.
+    const CHILD: &str = "RQMAIL_RLIMIT_TEST_CHILD";
+
+    /// The default limits are infinite, which `with_more_memory` leaves alone, so the
+    /// check runs in a fresh copy of this test binary whose limits it may lower for good:
+    /// cargo runs the other tests on threads of this process.
     #[test]
     fn raises_for_the_call_and_restores() {
-        let (soft, hard) = getrlimit(Resource::RLIMIT_DATA).unwrap();
-        let inside = with_more_memory(1 << 20, || Ok(getrlimit(Resource::RLIMIT_DATA).unwrap().0)).unwrap();
-        if soft != RLIM_INFINITY && hard == RLIM_INFINITY {
-            assert_eq!(inside, soft + (1 << 20) + (1 << 16));
+        if std::env::var_os(CHILD).is_some() {
+            return raise_and_restore_under_finite_limits();
         }
-        assert_eq!(getrlimit(Resource::RLIMIT_DATA).unwrap(), (soft, hard));
+        let name = "rlimit::tests::raises_for_the_call_and_restores";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "child run:\n{text}");
+    }
+
+    fn raise_and_restore_under_finite_limits() {
+        const MIB: u64 = 1 << 20;
+        // Far above what this process uses, so lowering them breaks nothing here.
+        let data = 1 << 34;
+        let addr = 1 << 40;
+        let (_, hard_data) = getrlimit(Resource::RLIMIT_DATA).unwrap();
+        let (_, hard_addr) = getrlimit(Resource::RLIMIT_AS).unwrap();
+        setrlimit(Resource::RLIMIT_DATA, data, hard_data).unwrap();
+        setrlimit(Resource::RLIMIT_AS, addr, hard_addr).unwrap();
+        let get = |r| getrlimit(r).unwrap();
+
+        let inside = with_more_memory(MIB, || Ok((get(Resource::RLIMIT_DATA), get(Resource::RLIMIT_AS)))).unwrap();
+        assert_eq!(inside.0, ((data + MIB + SLACK).min(hard_data), hard_data));
+        assert_eq!(inside.1, ((addr + MIB + SLACK).min(hard_addr), hard_addr));
+        assert_eq!(get(Resource::RLIMIT_DATA), (data, hard_data));
+        assert_eq!(get(Resource::RLIMIT_AS), (addr, hard_addr));
+
+        // Restored on an error from `f` too.
+        let err = with_more_memory(MIB, || -> io::Result<()> {
+            assert_eq!(get(Resource::RLIMIT_DATA).0, data + MIB + SLACK);
+            Err(io::ErrorKind::Other.into())
+        });
+        assert!(err.is_err());
+        assert_eq!(get(Resource::RLIMIT_DATA), (data, hard_data));
+
+        // Never past the hard limit (lowering it cannot be undone: this child only).
+        let hard = data + 4096;
+        setrlimit(Resource::RLIMIT_DATA, data, hard).unwrap();
+        let inside = with_more_memory(MIB, || Ok(get(Resource::RLIMIT_DATA))).unwrap();
+        assert_eq!(inside, (hard, hard));
+        assert_eq!(get(Resource::RLIMIT_DATA), (data, hard));
     }
 }
