@@ -1,6 +1,6 @@
-//! qmail-inject [-nNaAhH] [-fsender] [recip ...]: see queue::inject.
+//! qmail-inject [-nNaAhH] [-fsender] [recip ...]: see inject::qmail_inject.
+use inject::qmail_inject::{inject, Options, Recipients, Settings};
 use qmail::getopt::{Getopt, Opt};
-use queue::inject::{inject, Options, Recipients, Settings};
 
 const PROG: &str = "qmail-inject";
 
@@ -28,7 +28,9 @@ fn main() {
     opts.args = g.rest().into_iter().map(|a| a.into_encoded_bytes()).collect();
     let home = qmail::home::home();
     let result = Settings::load(&home).and_then(|s| {
-        opts.sender = from.map(|f| queue::inject::command_line_address(&s, &f)).transpose()?;
+        opts.sender = from
+            .map(|f| inject::qmail_inject::command_line_address(&s, &f))
+            .transpose()?;
         inject(
             &home,
             &s,
@@ -36,7 +38,7 @@ fn main() {
             &mut std::io::BufReader::with_capacity(65536, std::io::stdin().lock()),
         )
     });
-    if let Err(queue::inject::Fatal(code, msg)) = result {
+    if let Err(inject::qmail_inject::Fatal(code, msg)) = result {
         qmail::exit::die(PROG, code, &msg);
     }
 }

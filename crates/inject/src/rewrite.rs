@@ -2,7 +2,7 @@
 //! host, a host without dots gets the default domain, a host ending in `+` gets the
 //! plus domain, source routes and stray leading `@`/trailing `.` are dropped.
 
-use super::rfc822::{tokenize, Tok};
+use crate::rfc822::{tokenize, Tok};
 
 pub struct Rewriter {
     /// `@defaulthost`
@@ -70,8 +70,8 @@ impl Rewriter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rfc822::{unparse, Tok};
     use super::*;
+    use crate::rfc822::{unparse, Tok};
 
     fn rw(s: &str) -> String {
         let r = Rewriter::new(b"mammoth", b"cs.berkeley.edu", b"berkeley.edu");

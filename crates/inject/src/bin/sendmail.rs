@@ -1,5 +1,5 @@
-//! sendmail (and mailq): see queue::sendmail.
-use queue::sendmail::{plan, Refused, USAGE};
+//! sendmail (and mailq): see inject::sendmail.
+use inject::sendmail::{plan, Refused, USAGE};
 
 const PROG: &str = "sendmail";
 

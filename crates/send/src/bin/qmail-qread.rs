@@ -1,4 +1,4 @@
-//! qmail-qread: see queue::qread.
+//! qmail-qread: see send::qread.
 use std::io::Write;
 
 fn main() {
@@ -6,7 +6,7 @@ fn main() {
     qmail::signals::sanitize();
     let q = qmail::home::home().join("queue");
     let mut warnings = String::new();
-    let listing = queue::qread::read(&q, &mut |id| warnings += &format!("warning: trouble with #{id}\n"));
+    let listing = send::qread::read(&q, &mut |id| warnings += &format!("warning: trouble with #{id}\n"));
     let mut out = std::io::stdout().lock();
     match listing {
         Ok(text) => {

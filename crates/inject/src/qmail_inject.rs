@@ -7,13 +7,10 @@
 //! Content-Length are removed; Date, Message-ID, From and `Cc: recipient list not
 //! shown: ;` are added when missing, all as qmail-inject does.
 
-pub mod rewrite;
-pub mod rfc822;
-
+use crate::rewrite::Rewriter;
+use crate::rfc822::{addresses, quote, quote_address, quote_needed, tokenize, unparse, unquote, Tok};
 use qmail::date822::Utc;
 use qmail::queueclient::Queue;
-use rewrite::Rewriter;
-use rfc822::{addresses, quote, quote_address, quote_needed, tokenize, unparse, unquote, Tok};
 use std::collections::HashSet;
 use std::io::{self, BufRead, Write};
 use std::os::unix::ffi::OsStrExt;

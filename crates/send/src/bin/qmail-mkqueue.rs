@@ -1,4 +1,4 @@
-//! qmail-mkqueue [-c] [home]: see queue::mkqueue.
+//! qmail-mkqueue [-c] [home]: see send::mkqueue.
 use qmail::exit::{die, PERMANENT, TEMPORARY};
 use qmail::getopt::{Getopt, Opt};
 use std::path::PathBuf;
@@ -23,14 +23,14 @@ fn main() {
         );
         die(PROG, TEMPORARY, &msg)
     });
-    if queue::mkqueue::big_todo(&home) {
+    if send::mkqueue::big_todo(&home) {
         die(
             PROG,
             PERMANENT,
             "queue/todo is split (big-todo); rqmail reads a flat todo/ only",
         );
     }
-    match queue::mkqueue::run(&home, &ids, check_only) {
+    match send::mkqueue::run(&home, &ids, check_only) {
         Ok(wrong) if wrong.is_empty() => {}
         Ok(wrong) => {
             for problem in wrong {

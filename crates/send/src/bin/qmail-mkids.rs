@@ -1,4 +1,4 @@
-//! qmail-mkids [-1] [-P passwd] [-G group] [home]: see queue::mkids.
+//! qmail-mkids [-1] [-P passwd] [-G group] [home]: see send::mkids.
 use qmail::exit::{die, PERMANENT, TEMPORARY};
 use qmail::getopt::{Getopt, Opt};
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ fn main() {
         // One user owns everything: an instance for `make run` without root.
         qmail::ids::Ids::single(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
     } else {
-        queue::mkids::resolve(&read(&passwd), &read(&group)).unwrap_or_else(|missing| {
+        send::mkids::resolve(&read(&passwd), &read(&group)).unwrap_or_else(|missing| {
             let msg = format!("missing {}; create them as INSTALL says", missing.join(", "));
             die(PROG, PERMANENT, &msg)
         })

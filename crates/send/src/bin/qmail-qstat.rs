@@ -1,7 +1,7 @@
-//! qmail-qstat: see queue::qstat.
+//! qmail-qstat: see send::qstat.
 fn main() {
     let q = qmail::home::home().join("queue");
-    match queue::qstat::report(&q) {
+    match send::qstat::report(&q) {
         Ok(text) => print!("{text}"),
         Err(e) => qmail::exit::die(
             "qmail-qstat",
