@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -335,40 +336,79 @@ def test_swaks(mta, pki, mech, tls):
 
 # --- edge cases as dialog files -------------------------------------------------------------------
 
-def run_dialog(port, path):
-    """c: sends a line (CRLF added); C: sends bytes with python escapes, nothing added;
-    s: expects the next reply line to start with the text; s$: the last line of a
-    multi-line reply; close: expects the server to close."""
+def run_dialog(mta, port, path):
+    r"""Runs one dialog file against the server on `port` of `mta`. One step a line
+    (blank lines and `#` comments skipped), `KIND: TEXT`:
+
+      c: TEXT      sends TEXT and CRLF
+      C: TEXT      sends TEXT with python escapes (\r, \n, \x00), nothing added
+      s: TEXT      the next reply line starts with TEXT
+      s=: TEXT     the next reply line is exactly TEXT (CRLF not written)
+      s$: TEXT     the last line of the next (multi-line) reply starts with TEXT
+      s$=: TEXT    ... is exactly TEXT
+      c*N: TEXT    any of the above done N times: `c*3: NOOP` is three NOOP lines,
+                   `C*1822: a` is 1822 bytes `a`, `s*3: 250` three replies
+      queued: F<sender> T<rcpt> ...
+                   one message not yet matched has reached the queue (todo/) with exactly
+                   this envelope (`F<>`: the null sender); it is now matched
+      body: TEXT   that message contains TEXT (python escapes; as qmail-queue stored it)
+      queued: 0    no message reached the queue that a `queued:` line has not matched
+      close        the server closes the connection
+
+    Every message the dialog queued must be matched: at the end `queued: 0` holds."""
+    seen = set(mta.queued())
+    last = None
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         f = sock.makefile("rb")
         for n, raw in enumerate(path.read_text().splitlines(), 1):
             if not raw or raw.startswith("#"):
                 continue
-            kind, _, text = raw.partition(": ")
-            where = f"{path.name}:{n}: {raw}"
-            if kind == "c":
-                sock.sendall(text.encode() + b"\r\n")
-            elif kind == "C":
-                sock.sendall(text.encode().decode("unicode_escape").encode("latin-1"))
-            elif kind == "s":
-                got = f.readline()
-                assert got.startswith(text.encode()), f"{where}\n got {got!r}"
-            elif kind == "s$":
-                got = f.readline()
-                while got[3:4] == b"-":
-                    got = f.readline()
-                assert got.startswith(text.encode()), f"{where}\n got {got!r}"
-            elif raw == "close":
+            where = f"{path.name}:{n}: {raw[:200]}"
+            if raw == "close":
                 assert f.readline() == b"", where
-            else:
-                raise AssertionError(f"bad dialog line {where}")
+                continue
+            kind, sep, text = raw.partition(": ")
+            m = re.fullmatch(r"(c|C|s\$?=?|queued|body)(?:\*(\d+))?", kind)
+            assert sep and m, f"bad dialog line {where}"
+            kind, times = m.group(1), int(m.group(2) or 1)
+            for _ in range(times):
+                if kind == "c":
+                    sock.sendall(text.encode() + b"\r\n")
+                elif kind == "C":
+                    sock.sendall(unescape(text))
+                elif kind.startswith("s"):
+                    got = f.readline()
+                    while kind.startswith("s$") and got[3:4] == b"-":
+                        got = f.readline()
+                    ok = got == text.encode() + b"\r\n" if kind.endswith("=") else got.startswith(text.encode())
+                    assert ok, f"{where}\n got {got!r}"
+                elif kind == "queued":
+                    new = {k: v for k, v in mta.queued().items() if k not in seen}
+                    if text == "0":
+                        assert not new, f"{where}\n queued {[e for e, _ in new.values()]}"
+                        continue
+                    assert all(re.fullmatch(r"[FT]<[^<>]*>", r) for r in text.split()), f"bad envelope {where}"
+                    want = [r[0].encode() + r[2:-1].encode() for r in text.split()]
+                    hit = [k for k, (env, _) in new.items() if env == want]
+                    assert hit, f"{where}\n queued {[e for e, _ in new.values()]}"
+                    seen.add(hit[0])
+                    last = new[hit[0]][1]
+                elif kind == "body":
+                    assert last is not None, f"body without queued: {where}"
+                    assert unescape(text) in last, f"{where}\n message {last[:2000]!r}"
+    new = [env for k, (env, _) in mta.queued().items() if k not in seen]
+    assert not new, f"{path.name}: queued and not matched by a `queued:` line: {new}"
+
+
+def unescape(text):
+    return text.encode().decode("unicode_escape").encode("latin-1")
 
 
 @pytest.mark.parametrize("dialog", DIALOGS, ids=[d.stem for d in DIALOGS])
 def test_dialog(mta, dialog):
     (mta.path / "control/databytes").write_text("10000\n")
     port = mta.start()
-    run_dialog(port, dialog)
+    run_dialog(mta, port, dialog)
 
 
 def test_thousand_recipients(mta):
