@@ -3,7 +3,8 @@
 The built programs (bin/) run side by side with Debian's peers (ucspi-tcp's
 tcpserver/tcprules, its IPv6 build unpacked under target/peers, dnsmasq as the DNS
 server) on loopback only. Every process a test starts is stopped by pid (its process
-group) at teardown. A test whose peer is missing SKIPs, or FAILs when CI=true.
+group) at teardown. A test whose peer or privilege (root) is missing SKIPs, or FAILs
+when CI=true.
 """
 
 import os
@@ -30,14 +31,14 @@ DNS = "127.53.0.1"
 
 
 def need(ok, what):
-    """Skip (fail in CI) when a peer or privilege is missing."""
+    """Skip when a peer or privilege is missing; with CI=true fail, since a test that
+    cannot run must not look like one that passed. Every skip in tests/ goes through here."""
     if not ok:
         (pytest.fail if CI else pytest.skip)(f"needs {what}")
 
 
-def need_root():
-    if not IS_ROOT:
-        pytest.skip("needs root")  # privilege tests SKIP as non-root, even in CI
+def need_root(why=""):
+    need(IS_ROOT, f"root ({why})" if why else "root")
 
 
 def impl_dir(impl):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, IS_ROOT, NO_DNS, QHome, TEST_GROUPS, TEST_USERS, need
+from conftest import BIN, IS_ROOT, NO_DNS, QHome, TEST_GROUPS, TEST_USERS, need, need_root
 from netkit import free_port, wait_port
 
 
@@ -190,8 +190,7 @@ def seed(mta, open_dir):
     /home/vpopmail/bin, cmd5checkpw at /bin (an overlay on /usr/bin), the rules at
     /etc/tcp.smtp.cdb (an overlay on /etc), the instance at /var/qmail. Only `0 smtp`
     becomes 127.0.0.1 and a free port, so that the test owns what it listens on."""
-    if not IS_ROOT:
-        pytest.skip("needs root (mount namespace, setuid vchkpw, -u qmaild)")
+    need_root("mount namespace, setuid vchkpw, -u qmaild")
     cdb = mta.rules('127.0.0.1:allow\n')
     up = open_dir / "overlay"
     for d in ("usr-bin", "etc", "w1", "w2", "home/vpopmail/bin"):

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, IS_ROOT, need
+from conftest import BIN, need, need_root
 from test_smtpd import cram, mta, smtp  # noqa: F401  (mta is a fixture)
 
 
@@ -302,8 +302,7 @@ def memory(pid):
 
 @pytest.mark.parametrize("mech", ["PLAIN-initial", "PLAIN", "LOGIN"])
 def test_auth_buffers_are_wiped(mta, mech):
-    if not IS_ROOT:
-        pytest.skip("needs root to read another user's process memory")
+    need_root("to read another user's process memory")
     port = mta.start(limit=False)
     password = b"bob-pw"
     s = smtp(port)
