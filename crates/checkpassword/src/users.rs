@@ -19,6 +19,7 @@ use crate::hash::{self, Scheme};
 use crate::input::wipe;
 use crate::login::Login;
 use crate::userdb::{self, User};
+use qmail::exit::Failure;
 use qmail::getopt::{Getopt, Opt};
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
@@ -30,19 +31,12 @@ pub const USAGE: &str = "checkpassword-users add -u uid [ -g gid ] -d home [ -c 
                          \tcheckpassword-users del [ -f file ] login\n\
                          \tcheckpassword-users list [ -f file ]";
 
-/// A failure: the exit code (100 or 111) and the message.
-#[derive(Debug)]
-pub struct Failure(pub i32, pub String);
-
 fn usage(msg: &str) -> Failure {
-    Failure(100, msg.to_string())
+    Failure::perm(msg)
 }
 
 fn temp(what: &str, path: &Path, e: &io::Error) -> Failure {
-    Failure(
-        111,
-        format!("unable to {what} {}: {}", path.display(), qmail::errstr::io_str(e)),
-    )
+    Failure::io(format_args!("unable to {what} {}", path.display()), e)
 }
 
 #[derive(Default)]
@@ -162,7 +156,7 @@ fn ids(o: &Options) -> Result<(u32, u32), Failure> {
 fn set_password(user: &mut User, o: &Options, stdin: impl BufRead) -> Result<(), Failure> {
     let password = read_password(stdin)?;
     let scheme = o.scheme.unwrap_or(Scheme::Sha512);
-    let made = hash::make(&password, scheme).map_err(|e| Failure(111, e));
+    let made = hash::make(&password, scheme).map_err(Failure::temp);
     let cram = o.cram.unwrap_or(user.secret.is_some());
     user.secret = cram.then(|| password.clone());
     wipe(password);

@@ -10,6 +10,7 @@
 use crate::rewrite::Rewriter;
 use crate::rfc822::{addresses, quote, quote_address, quote_needed, tokenize, unparse, unquote, Tok};
 use qmail::date822::Utc;
+use qmail::exit::Failure;
 use qmail::queueclient::Queue;
 use std::collections::HashSet;
 use std::io::{self, BufRead, Write};
@@ -30,17 +31,6 @@ pub struct Options {
     pub queue: bool,
     pub sender: Option<Vec<u8>>,
     pub args: Vec<Vec<u8>>,
-}
-
-/// A failure and its exit code (100 or 111) and message.
-#[derive(Debug)]
-pub struct Fatal(pub i32, pub String);
-
-fn perm(msg: impl Into<String>) -> Fatal {
-    Fatal(qmail::exit::PERMANENT, msg.into())
-}
-fn temp(msg: impl Into<String>) -> Fatal {
-    Fatal(qmail::exit::TEMPORARY, msg.into())
 }
 
 /// The settings that come from the environment and control files.
@@ -72,11 +62,11 @@ fn first_var(names: &[&str]) -> Option<Vec<u8>> {
 }
 
 impl Settings {
-    pub fn load(home: &Path) -> Result<Settings, Fatal> {
-        let setting = |file: &str, env: &str| -> Result<Vec<u8>, Fatal> {
+    pub fn load(home: &Path) -> Result<Settings, Failure> {
+        let setting = |file: &str, env: &str| -> Result<Vec<u8>, Failure> {
             match var(env) {
                 Some(v) => Ok(v),
-                None => qmail::control::read_line_or(home, file, true, file).map_err(|_| temp("read error")),
+                None => qmail::control::read_line_or(home, file, true, file).map_err(|_| Failure::temp("read error")),
             }
         };
         let flags = var("QMAILINJECT").unwrap_or_default();
@@ -92,7 +82,7 @@ impl Settings {
                         .collect(),
                 ),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(_) => return Err(temp("read error")),
+                Err(_) => return Err(Failure::temp("read error")),
             },
         };
         Ok(Settings {
@@ -214,8 +204,8 @@ struct Inject<'a> {
 
 impl Inject<'_> {
     /// One whole field (with its continuation lines and final newline).
-    fn field(&mut self, line: Vec<u8>) -> Result<(), Fatal> {
-        let name = field_name(&line).ok_or_else(|| perm(format!("invalid header field: {}", lossy(&line))))?;
+    fn field(&mut self, line: Vec<u8>) -> Result<(), Failure> {
+        let name = field_name(&line).ok_or_else(|| Failure::perm(format!("invalid header field: {}", lossy(&line))))?;
         let s = self.s;
         if (s.delete_from && name == b"from")
             || (s.delete_message_id && name == b"message-id")
@@ -240,7 +230,7 @@ impl Inject<'_> {
     }
 
     /// Rewrites every address of an address-list field, collecting recipients.
-    fn rewrite_field(&mut self, line: Vec<u8>, k: Field) -> Result<Vec<u8>, Fatal> {
+    fn rewrite_field(&mut self, line: Vec<u8>, k: Field) -> Result<Vec<u8>, Failure> {
         let colon = line.iter().position(|&b| b == b':').expect("a field has a colon") + 1;
         let body = &line[colon..];
         let may_fail = matches!(k, Field::ToCc | Field::HeaderRcpt | Field::Resent);
@@ -248,7 +238,7 @@ impl Inject<'_> {
             if may_fail {
                 return Ok(line);
             }
-            return Err(perm(format!("unable to parse this line:\n{}", lossy(&line))));
+            return Err(Failure::perm(format!("unable to parse this line:\n{}", lossy(&line))));
         };
         let mut out = line[..colon].to_vec();
         let mut at = 0;
@@ -406,7 +396,7 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// One line with its newline; a last line without one gets one, as in qmail.
-fn line(input: &mut impl BufRead) -> Result<Option<Vec<u8>>, Fatal> {
+fn line(input: &mut impl BufRead) -> Result<Option<Vec<u8>>, Failure> {
     let mut l = Vec::new();
     match input.read_until(b'\n', &mut l) {
         Ok(0) => Ok(None),
@@ -416,13 +406,14 @@ fn line(input: &mut impl BufRead) -> Result<Option<Vec<u8>>, Fatal> {
             }
             Ok(Some(l))
         }
-        Err(_) => Err(temp("read error")),
+        Err(_) => Err(Failure::temp("read error")),
     }
 }
 
 /// Parses an address from the command line (a recipient or -f) and rewrites it.
-pub fn command_line_address(s: &Settings, arg: &[u8]) -> Result<Vec<u8>, Fatal> {
-    let toks = tokenize(&quote_address(arg)).ok_or_else(|| perm(format!("unable to parse address: {}", lossy(arg))))?;
+pub fn command_line_address(s: &Settings, arg: &[u8]) -> Result<Vec<u8>, Failure> {
+    let toks = tokenize(&quote_address(arg))
+        .ok_or_else(|| Failure::perm(format!("unable to parse address: {}", lossy(arg))))?;
     let mut a: Vec<Tok> = toks
         .into_iter()
         .map(|(t, _)| t)
@@ -432,8 +423,16 @@ pub fn command_line_address(s: &Settings, arg: &[u8]) -> Result<Vec<u8>, Fatal> 
     Ok(unquote(&a))
 }
 
+/// qmail-inject's whole run: the settings, `-f`'s address (`from`, as given), then
+/// the message on `input`.
+pub fn run(home: &Path, mut opts: Options, from: Option<&[u8]>, input: &mut impl BufRead) -> Result<(), Failure> {
+    let s = Settings::load(home)?;
+    opts.sender = from.map(|f| command_line_address(&s, f)).transpose()?;
+    inject(home, &s, &opts, input)
+}
+
 /// Runs qmail-inject on `input`.
-pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRead) -> Result<(), Fatal> {
+pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRead) -> Result<(), Failure> {
     let strategy = match opts.recipients {
         Recipients::Default if opts.args.is_empty() => Recipients::Header,
         Recipients::Default => Recipients::Args,
@@ -493,10 +492,10 @@ pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRea
         });
     }
     if opts.queue && rcpts.is_empty() {
-        return Err(perm("no recipients"));
+        return Err(Failure::perm("no recipients"));
     }
     let mut out = if opts.queue {
-        Out::Queue(Queue::open(home).map_err(|_| temp(qmail::queueclient::exec_failure().text))?)
+        Out::Queue(Queue::open(home).map_err(|_| Failure::temp(qmail::queueclient::exec_failure().text))?)
     } else {
         Out::Print(io::BufWriter::new(io::stdout()))
     };
@@ -519,7 +518,7 @@ pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRea
                     last = buf[k - 1];
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(temp("read error")),
+                Err(_) => return Err(Failure::temp("read error")),
             }
         }
         if last != b'\n' {
@@ -527,14 +526,16 @@ pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRea
         }
     }
     match out {
-        Out::Print(mut w) => w.flush().map_err(|_| temp("unable to write output")),
+        Out::Print(mut w) => w.flush().map_err(|_| Failure::temp("unable to write output")),
         Out::Queue(mut q) => {
             q.from(&sender);
             for r in &rcpts {
                 q.to(r);
             }
-            q.close()
-                .map_err(|r| Fatal(if r.permanent { 100 } else { 111 }, r.text))
+            q.close().map_err(|r| Failure {
+                permanent: r.permanent,
+                text: r.text,
+            })
         }
     }
 }

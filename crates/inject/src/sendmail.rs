@@ -5,8 +5,10 @@
 //! ignored: qmail has one delivery mode, never treats a lone dot specially, and always
 //! reports errors by bounce.
 
+use qmail::exit::Failure;
 use qmail::getopt::{Getopt, Opt};
 use std::ffi::OsString;
+use std::path::Path;
 
 pub const USAGE: &str = "sendmail [ -t ] [ -fsender ] [ -Fname ] [ -bp ] [ -bs ] [ arg ... ]";
 
@@ -18,10 +20,12 @@ pub struct Plan {
     pub env: Vec<(&'static str, Option<OsString>)>,
 }
 
+/// Why there is nothing to exec: a command line to refuse with the usage line, or a
+/// failure of its own.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
     Usage(Opt),
-    Newaliases,
+    Fatal(Failure),
 }
 
 /// `argv0` is the name sendmail was called by (`mailq`, `newaliases` or any other).
@@ -36,7 +40,9 @@ pub fn plan(argv0: &str, args: Vec<OsString>, proto_set: bool) -> Result<Plan, R
         return Ok(qread);
     }
     if name == "newaliases" {
-        return Err(Refused::Newaliases);
+        return Err(Refused::Fatal(Failure::perm(
+            "please use fastforward/newaliases instead",
+        )));
     }
     let mut g = Getopt::new(args, "vimte:f:p:o:B:F:EJxb:r:N:R:V:X:L:");
     let (mut headers, mut sender, mut env) = (false, None, Vec::new());
@@ -68,6 +74,19 @@ pub fn plan(argv0: &str, args: Vec<OsString>, proto_set: bool) -> Result<Plan, R
         args: argv,
         env,
     })
+}
+
+/// Execs the plan's program under `home`; returns only when that failed.
+pub fn exec(home: &Path, plan: Plan) -> Failure {
+    let mut env = qmail::env::Env::inherited();
+    for (name, value) in &plan.env {
+        env.set_or_unset(name, value.as_ref());
+    }
+    let mut argv = vec![home.join(plan.program).into_os_string()];
+    argv.extend(plan.args);
+    let err = env.exec(&argv);
+    let name = plan.program.trim_start_matches("bin/");
+    Failure::io(format!("unable to run {name}"), &err)
 }
 
 /// With -f, the From field shows the sender's address and no name (qmail's do_sender).
@@ -170,7 +189,12 @@ mod tests {
         assert_eq!(s.program, "bin/qmail-smtpd");
         assert!(s.env.contains(&("TCPREMOTEINFO", Some("sendmail-bs".into()))));
         assert!(plan("sendmail", args("-bs"), true).unwrap().env.is_empty());
-        assert_eq!(plan("newaliases", args(""), false), Err(Refused::Newaliases));
+        assert_eq!(
+            plan("newaliases", args(""), false),
+            Err(Refused::Fatal(Failure::perm(
+                "please use fastforward/newaliases instead"
+            )))
+        );
         assert_eq!(
             plan("sendmail", args("-bd"), false),
             Err(Refused::Usage(Opt::Ok(b'b', Some("d".into()))))

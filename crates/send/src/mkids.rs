@@ -7,8 +7,10 @@
 //! exists; without it the file is still complete for qmail's programs (the caller
 //! warns: ucspi-tlsd will not run as root).
 
+use qmail::exit::Failure;
 use qmail::ids::{Ids, GROUPS, TLS_USER, USERS};
 use qmail::passwd::{group_gid, Passwd};
+use std::path::Path;
 
 /// The ids of every qmail user and group, or the names that are missing.
 pub fn resolve(passwd: &[u8], group: &[u8]) -> Result<Ids, Vec<String>> {
@@ -34,13 +36,43 @@ pub fn resolve(passwd: &[u8], group: &[u8]) -> Result<Ids, Vec<String>> {
     }
 }
 
+/// Where the ids come from: passwd and group files, or one user for everything.
+pub enum Source<'a> {
+    Files {
+        passwd: &'a Path,
+        group: &'a Path,
+    },
+    /// One user owns everything: an instance for `make run` without root.
+    Single {
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// The ids from `source`; a user or group that is missing is a permanent failure.
+pub fn ids(source: Source) -> Result<Ids, Failure> {
+    match source {
+        Source::Single { uid, gid } => Ok(Ids::single(uid, gid)),
+        Source::Files { passwd, group } => {
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|e| Failure::io(format_args!("unable to read {}", p.display()), &e))
+            };
+            let (passwd, group) = (read(passwd)?, read(group)?);
+            resolve(&passwd, &group).map_err(|missing| {
+                Failure::perm(format!("missing {}; create them as INSTALL says", missing.join(", ")))
+            })
+        }
+    }
+}
+
 /// Writes `home/control/ids` atomically (a temporary file, then rename).
-pub fn write(home: &std::path::Path, ids: &Ids) -> std::io::Result<()> {
+pub fn write(home: &Path, ids: &Ids) -> Result<(), Failure> {
     let path = home.join(qmail::ids::FILE);
     let tmp = path.with_extension("tmp");
-    std::fs::create_dir_all(home.join("control"))?;
-    std::fs::write(&tmp, ids.format())?;
-    std::fs::rename(&tmp, &path)
+    std::fs::create_dir_all(home.join("control"))
+        .and_then(|()| std::fs::write(&tmp, ids.format()))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Failure::io(format_args!("unable to write {}", path.display()), &e))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! `make install` and `make run` call it; running it again is harmless and puts right
 //! any owner or mode that drifted. With `-c` it changes nothing and reports.
 
+use qmail::exit::Failure;
 use qmail::ids::Ids;
 use qmail::queuedir::{SPLIT, SPLIT_DIRS};
 use std::io;
@@ -129,15 +130,32 @@ pub fn big_todo(home: &Path) -> bool {
     home.join("queue/todo/0").is_dir()
 }
 
+/// The ids the tree is made with, from `home/control/ids`.
+pub fn load_ids(home: &Path) -> Result<Ids, Failure> {
+    Ids::load(home).map_err(|e| {
+        Failure::io(
+            format_args!("unable to read {}", home.join(qmail::ids::FILE).display()),
+            &e,
+        )
+    })
+}
+
 /// Makes (or with `check_only`, checks) the whole tree; returns the problems found by a
-/// check, or the first entry that could not be made and why.
-pub fn run(home: &Path, ids: &Ids, check_only: bool) -> Result<Vec<String>, (String, io::Error)> {
+/// check. A big-todo tree is refused before anything is made: rqmail would never
+/// deliver what is in it.
+pub fn run(home: &Path, ids: &Ids, check_only: bool) -> Result<Vec<String>, Failure> {
+    if big_todo(home) {
+        return Err(Failure::perm(
+            "queue/todo is split (big-todo); rqmail reads a flat todo/ only",
+        ));
+    }
     let mut wrong = Vec::new();
     for entry in tree(ids) {
         if check_only {
             wrong.extend(check(home, &entry));
         } else {
-            make(home, &entry).map_err(|e| (entry.path.clone(), e))?;
+            make(home, &entry)
+                .map_err(|e| Failure::io(format_args!("unable to make {}", home.join(&entry.path).display()), &e))?;
         }
     }
     Ok(wrong)

@@ -1,6 +1,7 @@
 //! qmail-qstat: how many messages are in the queue, and how many of them qmail-send
 //! has not yet preprocessed. Reads `mess/` and `todo/` through group qmail.
 
+use qmail::exit::Failure;
 use qmail::queuedir::SPLIT;
 use std::io;
 use std::path::Path;
@@ -24,8 +25,9 @@ pub fn stat(q: &Path) -> io::Result<(usize, usize)> {
     Ok((mess, count(&q.join("todo"))?))
 }
 
-pub fn report(q: &Path) -> io::Result<String> {
-    let (mess, todo) = stat(q)?;
+/// qmail-qstat's two lines for the queue directory `q`.
+pub fn report(q: &Path) -> Result<String, Failure> {
+    let (mess, todo) = stat(q).map_err(|e| Failure::io(format_args!("unable to read {}", q.display()), &e))?;
     Ok(format!(
         "messages in queue: {mess}\nmessages in queue but not yet preprocessed: {todo}\n"
     ))

@@ -16,33 +16,19 @@
 //! the same rule as its key written plainly.)
 
 use crate::rulefile::{self, trimmed};
-use qmail::errstr::io_str;
-use qmail::exit::{PERMANENT, TEMPORARY};
+use qmail::exit::Failure;
 use std::fs::{self, File};
 use std::io::{self, BufRead};
 use std::path::Path;
 
-/// A failure, with its exit code and message (without the `tcprules: fatal: ` prefix).
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub message: String,
-}
-
-fn temporary(what: &str, e: &io::Error) -> Failure {
-    Failure {
-        code: TEMPORARY,
-        message: format!("{what}: {}", io_str(e)),
-    }
-}
-
 /// Compiles `input` into `cdb` by way of `tmp`.
 pub fn compile(input: impl BufRead, cdb: &Path, tmp: &Path) -> Result<(), Failure> {
     let tmp_shown = tmp.display();
-    let file = File::create(tmp).map_err(|e| temporary(&format!("unable to create {tmp_shown}"), &e))?;
+    let file = File::create(tmp).map_err(|e| Failure::io(format_args!("unable to create {tmp_shown}"), &e))?;
     let result = write_records(input, file, tmp).and_then(|()| {
-        fs::rename(tmp, cdb).map_err(|e| temporary(&format!("unable to move {tmp_shown} to {}", cdb.display()), &e))?;
-        sync_dir(cdb).map_err(|e| temporary("unable to sync directory", &e))
+        fs::rename(tmp, cdb)
+            .map_err(|e| Failure::io(format_args!("unable to move {tmp_shown} to {}", cdb.display()), &e))?;
+        sync_dir(cdb).map_err(|e| Failure::io("unable to sync directory", &e))
     });
     if result.is_err() {
         let _ = fs::remove_file(tmp);
@@ -51,7 +37,7 @@ pub fn compile(input: impl BufRead, cdb: &Path, tmp: &Path) -> Result<(), Failur
 }
 
 fn write_records(mut input: impl BufRead, file: File, tmp: &Path) -> Result<(), Failure> {
-    let write_err = |e: io::Error| temporary(&format!("unable to write to {}", tmp.display()), &e);
+    let write_err = |e: io::Error| Failure::io(format_args!("unable to write to {}", tmp.display()), &e);
     let mut db = cdb2::CDBMake::new(file).map_err(write_err)?;
     let mut line = Vec::with_capacity(256);
     let mut data = Vec::with_capacity(256);
@@ -61,19 +47,18 @@ fn write_records(mut input: impl BufRead, file: File, tmp: &Path) -> Result<(), 
         line.clear();
         if input
             .read_until(b'\n', &mut line)
-            .map_err(|e| temporary("unable to read input", &e))?
+            .map_err(|e| Failure::io("unable to read input", &e))?
             == 0
         {
             break;
         }
         number += 1;
-        let keys = rulefile::parse_line(&line, &mut data).map_err(|why| Failure {
-            code: PERMANENT,
-            message: format!(
+        let keys = rulefile::parse_line(&line, &mut data).map_err(|why| {
+            Failure::perm(format!(
                 "unable to parse this line: {}: line {number}: {}",
                 String::from_utf8_lossy(trimmed(&line)),
                 why.0
-            ),
+            ))
         })?;
         match keys {
             rulefile::Keys::Block { keys, len } if keys.len() > 1 => blocks.push((len, keys, data.clone())),

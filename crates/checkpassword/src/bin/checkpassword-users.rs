@@ -2,7 +2,7 @@
 fn main() {
     let args = std::env::args_os().skip(1).collect();
     let stdin = std::io::stdin().lock();
-    if let Err(checkpassword::users::Failure(code, msg)) = checkpassword::users::run(args, stdin, std::io::stdout()) {
-        qmail::exit::die("checkpassword-users", code, &msg);
+    if let Err(f) = checkpassword::users::run(args, stdin, std::io::stdout()) {
+        f.die("checkpassword-users");
     }
 }

@@ -1,5 +1,5 @@
 //! qmail-inject [-nNaAhH] [-fsender] [recip ...]: see inject::qmail_inject.
-use inject::qmail_inject::{inject, Options, Recipients, Settings};
+use inject::qmail_inject::{run, Options, Recipients};
 use qmail::getopt::{Getopt, Opt};
 
 const PROG: &str = "qmail-inject";
@@ -26,19 +26,8 @@ fn main() {
         }
     }
     opts.args = g.rest().into_iter().map(|a| a.into_encoded_bytes()).collect();
-    let home = qmail::home::home();
-    let result = Settings::load(&home).and_then(|s| {
-        opts.sender = from
-            .map(|f| inject::qmail_inject::command_line_address(&s, &f))
-            .transpose()?;
-        inject(
-            &home,
-            &s,
-            &opts,
-            &mut std::io::BufReader::with_capacity(65536, std::io::stdin().lock()),
-        )
-    });
-    if let Err(inject::qmail_inject::Fatal(code, msg)) = result {
-        qmail::exit::die(PROG, code, &msg);
+    let mut stdin = std::io::BufReader::with_capacity(65536, std::io::stdin().lock());
+    if let Err(f) = run(&qmail::home::home(), opts, from.as_deref(), &mut stdin) {
+        f.die(PROG);
     }
 }

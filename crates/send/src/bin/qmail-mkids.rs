@@ -1,6 +1,6 @@
 //! qmail-mkids [-1] [-P passwd] [-G group] [home]: see send::mkids.
-use qmail::exit::{die, PERMANENT, TEMPORARY};
 use qmail::getopt::{Getopt, Opt};
+use send::mkids::{ids, write, Source};
 use std::path::PathBuf;
 
 const PROG: &str = "qmail-mkids";
@@ -17,24 +17,17 @@ fn main() {
         }
     }
     let home = g.rest().first().map(PathBuf::from).unwrap_or_else(qmail::home::home);
-    let read = |p: &PathBuf| {
-        std::fs::read(p).unwrap_or_else(|e| {
-            die(
-                PROG,
-                TEMPORARY,
-                &format!("unable to read {}: {}", p.display(), qmail::errstr::io_str(&e)),
-            )
-        })
+    let source = match single {
+        true => Source::Single {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        },
+        false => Source::Files {
+            passwd: &passwd,
+            group: &group,
+        },
     };
-    let ids = if single {
-        // One user owns everything: an instance for `make run` without root.
-        qmail::ids::Ids::single(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
-    } else {
-        send::mkids::resolve(&read(&passwd), &read(&group)).unwrap_or_else(|missing| {
-            let msg = format!("missing {}; create them as INSTALL says", missing.join(", "));
-            die(PROG, PERMANENT, &msg)
-        })
-    };
+    let ids = ids(source).unwrap_or_else(|f| f.die(PROG));
     if ids.tls().is_none() {
         let msg = format!(
             "no user {}: ucspi-tlsd will not run as root (INSTALL step 7)",
@@ -42,16 +35,5 @@ fn main() {
         );
         qmail::exit::warn(PROG, "warning", &msg);
     }
-    let path = home.join(qmail::ids::FILE);
-    let tmp = path.with_extension("tmp");
-    let write = std::fs::create_dir_all(home.join("control"))
-        .and_then(|()| std::fs::write(&tmp, ids.format()))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = write {
-        die(
-            PROG,
-            TEMPORARY,
-            &format!("unable to write {}: {}", path.display(), qmail::errstr::io_str(&e)),
-        );
-    }
+    write(&home, &ids).unwrap_or_else(|f| f.die(PROG));
 }

@@ -1,5 +1,4 @@
 //! qmail-mkqueue [-c] [home]: see send::mkqueue.
-use qmail::exit::{die, PERMANENT, TEMPORARY};
 use qmail::getopt::{Getopt, Opt};
 use std::path::PathBuf;
 
@@ -15,36 +14,13 @@ fn main() {
         }
     }
     let home = g.rest().first().map(PathBuf::from).unwrap_or_else(qmail::home::home);
-    let ids = qmail::ids::Ids::load(&home).unwrap_or_else(|e| {
-        let msg = format!(
-            "unable to read {}: {}",
-            home.join(qmail::ids::FILE).display(),
-            qmail::errstr::io_str(&e)
-        );
-        die(PROG, TEMPORARY, &msg)
-    });
-    if send::mkqueue::big_todo(&home) {
-        die(
-            PROG,
-            PERMANENT,
-            "queue/todo is split (big-todo); rqmail reads a flat todo/ only",
-        );
+    let wrong = send::mkqueue::load_ids(&home)
+        .and_then(|ids| send::mkqueue::run(&home, &ids, check_only))
+        .unwrap_or_else(|f| f.die(PROG));
+    for problem in &wrong {
+        qmail::exit::warn(PROG, "wrong", problem);
     }
-    match send::mkqueue::run(&home, &ids, check_only) {
-        Ok(wrong) if wrong.is_empty() => {}
-        Ok(wrong) => {
-            for problem in wrong {
-                qmail::exit::warn(PROG, "wrong", &problem);
-            }
-            std::process::exit(PERMANENT);
-        }
-        Err((path, e)) => {
-            let msg = format!(
-                "unable to make {}: {}",
-                home.join(path).display(),
-                qmail::errstr::io_str(&e)
-            );
-            die(PROG, TEMPORARY, &msg);
-        }
+    if !wrong.is_empty() {
+        std::process::exit(qmail::exit::PERMANENT);
     }
 }

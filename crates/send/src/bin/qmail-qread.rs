@@ -1,4 +1,5 @@
 //! qmail-qread: see send::qread.
+use qmail::exit::Failure;
 use std::io::Write;
 
 fn main() {
@@ -14,13 +15,10 @@ fn main() {
             let _ = out.write_all(text.as_bytes());
         }
         Err(e) => {
-            let _ = writeln!(
-                out,
-                "fatal: unable to read {}: {}",
-                q.display(),
-                qmail::errstr::io_str(&e)
-            );
-            std::process::exit(111);
+            // qmail-qread's own form: on stdout, without the program's name.
+            let f = Failure::io(format_args!("unable to read {}", q.display()), &e);
+            let _ = writeln!(out, "fatal: {f}");
+            std::process::exit(f.code());
         }
     }
 }

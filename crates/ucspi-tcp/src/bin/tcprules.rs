@@ -8,6 +8,6 @@ fn main() {
     }
     let stdin = BufReader::with_capacity(1 << 16, std::io::stdin().lock());
     if let Err(f) = ucspi_tcp::tcprules::compile(stdin, Path::new(&args[0]), Path::new(&args[1])) {
-        qmail::exit::die("tcprules", f.code, &f.message);
+        f.die("tcprules");
     }
 }

@@ -16,14 +16,8 @@ fn main() {
         Ok(text) => {
             let _ = std::io::stdout().write_all(text.as_bytes());
         }
-        Err(e) => qmail::exit::die(
-            "tcprulescheck",
-            111,
-            &format!(
-                "unable to read {}: {}",
-                cdb.to_string_lossy(),
-                qmail::errstr::io_str(&e)
-            ),
-        ),
+        Err(e) => {
+            qmail::exit::Failure::io(format_args!("unable to read {}", cdb.to_string_lossy()), &e).die("tcprulescheck")
+        }
     }
 }
