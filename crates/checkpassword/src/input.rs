@@ -85,14 +85,15 @@ pub fn wipe(mut buf: Vec<u8>) {
 pub fn read_fd3(deadline: Duration) -> Result<Vec<u8>, BadInput> {
     // SAFETY: fd 3 belongs to this process by the interface; the File closes it.
     let mut f = unsafe { std::fs::File::from_raw_fd(3) };
-    let start = Instant::now();
+    let deadline = Instant::now() + deadline;
     let mut buf = vec![0u8; MAX + 1];
     let mut len = 0;
     let result = loop {
         if len > MAX {
             break Ok(());
         }
-        match readable(3, deadline.saturating_sub(start.elapsed())) {
+        // A closed fd 3 is "ready" (POLLNVAL): the read then says EBADF.
+        match qmail::fd::wait(3, libc::POLLIN, deadline) {
             Ok(true) => {}
             Ok(false) => break Err(BadInput::Timeout),
             Err(e) => break Err(BadInput::Unreadable(e)),
@@ -113,31 +114,6 @@ pub fn read_fd3(deadline: Duration) -> Result<Vec<u8>, BadInput> {
             }
             wipe(buf);
             Err(e)
-        }
-    }
-}
-
-/// Waits until `fd` can be read (data, EOF, or an error that read will report);
-/// false when `left` passes first.
-fn readable(fd: i32, left: Duration) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let start = Instant::now();
-    loop {
-        let ms = left.saturating_sub(start.elapsed()).as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        match unsafe { libc::poll(&mut p, 1, ms) } {
-            0 => return Ok(false),
-            n if n > 0 => return Ok(true),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
         }
     }
 }

@@ -1,12 +1,10 @@
 //! Sending one query to a list of servers: UDP first, TCP when the answer is
 //! truncated, every wait bounded by the round's timeout.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// What a received packet means for the query under way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +59,9 @@ fn udp(
     sock.send(query).ok()?;
     let mut buf = vec![0u8; 4096];
     loop {
-        wait_readable(&sock, deadline).ok()?;
+        qmail::fd::wait(sock.as_raw_fd(), libc::POLLIN, deadline)
+            .ok()?
+            .then_some(())?;
         let n = sock.recv(&mut buf).ok()?; // ECONNREFUSED: nobody there, next server
         match judge(&buf[..n]) {
             Verdict::Ignore => continue,
@@ -87,22 +87,6 @@ fn tcp(server: SocketAddr, deadline: Instant, query: &[u8]) -> Option<Vec<u8>> {
     let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
     read_exact(&mut reply)?;
     Some(reply)
-}
-
-fn wait_readable(fd: &impl AsFd, deadline: Instant) -> io::Result<()> {
-    loop {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ETIMEDOUT))?;
-        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, ms) {
-            Ok(0) => continue,
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// A query id that an off-path attacker cannot guess.

@@ -4,12 +4,15 @@
 //! connected by pipes, descriptors and environment variables. This crate holds the
 //! pieces those programs have in common, each small and used everywhere the same way:
 //!
+//! - [`io`]: a connection's lines and bytes with a deadline on every read and write;
+//!   [`ucspitls`]: the application's side of a UCSPI-TLS engine (STARTTLS, STLS).
 //! - [`getopt`]: classic POSIX option parsing with getopt's exact messages, because
 //!   run scripts and their error logs depend on them.
 //! - [`errstr`]: djb's short errno texts (`file does not exist`), which qmail's log
 //!   lines and admins' log analysers expect instead of `strerror`'s.
 //! - [`exit`]: the two kinds of failure, temporary (111) and permanent (100).
-//! - [`env`]: an explicit environment for a child, and `execvp` with it.
+//! - [`env`]: an explicit environment for a child, and `execvp` with it; [`fd`]: poll
+//!   with a deadline, pipes, a child's fixed descriptors.
 //! - [`privs`]: dropping root (setgroups, setgid, setuid, then checking it stuck).
 //! - [`cdb`]: constant databases read by pread, where damage is an error, never a match;
 //!   [`checkpw`]: the descriptor-3 record of the checkpassword interface.
@@ -35,9 +38,11 @@ pub mod date822;
 pub mod env;
 pub mod errstr;
 pub mod exit;
+pub mod fd;
 pub mod getopt;
 pub mod home;
 pub mod ids;
+pub mod io;
 pub mod log;
 pub mod passwd;
 pub mod privs;
@@ -47,3 +52,4 @@ pub mod rlimit;
 pub mod rules;
 pub mod secret;
 pub mod signals;
+pub mod ucspitls;

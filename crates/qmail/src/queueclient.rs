@@ -5,7 +5,7 @@
 //! QMAILHOME with no PATH search, with the message pipe on fd 0, the envelope pipe on
 //! fd 1 and an error pipe on fd 6 (and on `$ERROR_FD` if set), so qmail-qfilter, spam
 //! and virus scanners written for netqmail or notqmail keep working. Its exit code
-//! becomes qmail's text: `D…` for permanent, `Z…` for temporary (queue.md §1.5).
+//! becomes qmail's text: `D…` for permanent, `Z…` for temporary (qmail-queue(8)).
 //!
 //! [`Envelope`] is the one encoder of envelope records. NUL ends a record, so an
 //! address holding one would end its own record and start another (`bob\0Tevil@x`
@@ -13,8 +13,9 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -40,6 +41,14 @@ impl Queue {
     /// Starts the queue program. The caller writes the message, then calls
     /// [`Queue::from`], [`Queue::to`] and [`Queue::close`].
     pub fn open(home: &Path) -> io::Result<Queue> {
+        Queue::open_with(home, &[])
+    }
+
+    /// [`Queue::open`], with each (name, value) of `vars` set, or removed when the
+    /// value is `None`, in the queue program's environment alone: qmail-smtpd's
+    /// `RELAYCLIENT` and AUTH user reach qmail-queue and its filters without a change
+    /// to this process's environment. A value holding NUL is removed, never set.
+    pub fn open_with(home: &Path, vars: &[(&str, Option<&[u8]>)]) -> io::Result<Queue> {
         let program = match std::env::var_os("QMAILQUEUE") {
             Some(p) if !p.is_empty() => p,
             _ => "bin/qmail-queue".into(),
@@ -52,9 +61,9 @@ impl Queue {
             p.push(&program);
             p
         };
-        let (msg_r, msg_w) = pipe()?;
-        let (env_r, env_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        let (msg_r, msg_w) = crate::fd::pipe()?;
+        let (env_r, env_w) = crate::fd::pipe()?;
+        let (err_r, err_w) = crate::fd::pipe()?;
         let err_fd = err_w.as_raw_fd();
         let extra_fd = std::env::var("ERROR_FD")
             .ok()
@@ -64,20 +73,17 @@ impl Queue {
         cmd.current_dir(home)
             .stdin(Stdio::from(msg_r))
             .stdout(Stdio::from(env_r));
-        // SAFETY: only dup2 and fcntl between fork and exec; both are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                for target in std::iter::once(6).chain(extra_fd) {
-                    if err_fd == target {
-                        libc::fcntl(err_fd, libc::F_SETFD, 0);
-                    } else if libc::dup2(err_fd, target) == -1 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
+        for &(name, value) in vars {
+            match value {
+                Some(v) if !v.contains(&0) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
+                _ => cmd.env_remove(name),
+            };
         }
-        let child = cmd.spawn()?;
+        let fds: Vec<_> = std::iter::once(6)
+            .chain(extra_fd)
+            .map(|target| (err_fd, target))
+            .collect();
+        let child = crate::fd::spawn(&mut cmd, &fds)?;
         drop(err_w);
         Ok(Queue {
             child,
@@ -212,10 +218,6 @@ impl Envelope {
 /// An unstartable queue program, as qmail's clients say it.
 pub fn exec_failure() -> Refusal {
     temp("unable to exec qq (#4.3.0)")
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io::Error::from_raw_os_error(e as i32))
 }
 
 fn temp(text: &str) -> Refusal {

@@ -14,8 +14,9 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,46 +116,22 @@ pub fn check(checker: &Checker, fields: &[&[u8]]) -> Verdict {
     let Some(data) = qmail::checkpw::record(fields) else {
         return Verdict::Bad;
     };
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    let Ok((r, w)) = qmail::fd::pipe() else {
         return Verdict::Temporary;
-    }
-    let (r, w) = (fds[0], fds[1]);
-    // SAFETY: fd 2 is ours; the duplicate becomes the child's stdout and stderr.
-    let log = |fd: i32| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    let (out, err) = (log(2), log(2));
+    };
     let mut cmd = Command::new(&checker.argv[0]);
     cmd.args(&checker.argv[1..]).stdin(Stdio::null());
-    if out >= 0 && err >= 0 {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        // SAFETY: freshly duplicated descriptors owned by nothing else.
-        unsafe {
-            cmd.stdout(Stdio::from(OwnedFd::from_raw_fd(out)))
-                .stderr(Stdio::from(OwnedFd::from_raw_fd(err)));
-        }
+    let log = || std::io::stderr().as_fd().try_clone_to_owned().map(Stdio::from);
+    if let (Ok(out), Ok(err)) = (log(), log()) {
+        cmd.stdout(out).stderr(err);
     }
-    // SAFETY: dup2/fcntl only, between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if r == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0);
-            } else if libc::dup2(r, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn();
-    // SAFETY: our read end, no longer needed once the child has it.
-    unsafe { libc::close(r) };
-    // SAFETY: the write end becomes a File that closes it.
-    let mut pipe = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(w) };
+    let child = qmail::fd::spawn(&mut cmd, &[(r.as_raw_fd(), 3)]);
+    drop(r);
     let Ok(mut child) = child else {
         return Verdict::Temporary;
     };
-    let _ = pipe.write_all(&data);
-    drop(pipe);
+    // A checker that exits without reading is answered by its exit code.
+    let _ = std::fs::File::from(w).write_all(&data);
     drop(data);
     match child.wait() {
         Ok(s) if s.code() == Some(0) => Verdict::Ok,

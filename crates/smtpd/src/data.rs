@@ -3,7 +3,7 @@
 //! connection is closed (https://cr.yp.to/docs/smtplf.html). Received: and
 //! Delivered-To: header lines are counted, and 100 or more mean a mail loop.
 
-use crate::io::{Conn, End};
+use qmail::io::{Conn, End};
 use qmail::queueclient::Queue;
 
 pub const MAXHOPS: usize = 100;

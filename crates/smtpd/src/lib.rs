@@ -17,15 +17,16 @@
 //!   LOGIN only under TLS where TLS is on offer, unless `SMTPAUTHCLEAR` is set;
 //! - log lines on stderr: accepted messages, refused recipients, AUTH results.
 //!
-//! Modules: [`io`] (the connection and its deadline), [`addr`] (addresses and ESMTP
-//! parameters), [`control`] (settings), [`auth`] (checkers and their run), [`data`]
-//! (the message and the Received line), [`smtp`] (the dialogue).
+//! Modules: [`origin`] (what tcpserver and the rules said), [`control`] (settings),
+//! [`addr`] (addresses and ESMTP parameters), [`auth`] (checkers and their run),
+//! [`data`] (the message and the Received line), [`smtp`] (the dialogue). The
+//! connection is `qmail::io::Conn`, shared with the other protocol programs.
 
 pub mod addr;
 pub mod auth;
 pub mod control;
 pub mod data;
-pub mod io;
+pub mod origin;
 pub mod smtp;
 
 /// The whole program: chdir to QMAILHOME, read the settings, serve the session.
@@ -55,5 +56,11 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ! {
         fail()
     }
     let settings = control::Settings::load(&home).unwrap_or_else(|_| fail());
-    smtp::Session::new(home, settings, &args).run()
+    let origin = origin::Origin::from_env();
+    let checkers = auth::checkers(&args).unwrap_or_else(|e| {
+        smtp::log(&format!("warning: AUTH not offered: {e}"));
+        None
+    });
+    let conn = qmail::io::Conn::new(0, 1, std::time::Duration::from_secs(settings.timeout));
+    std::process::exit(smtp::Session::new(home, settings, origin, checkers, conn).run())
 }

@@ -5,22 +5,23 @@
 //! arrives as it was sent. What the session knows comes from two places, kept apart:
 //! [`Origin`], what tcpserver and its rules said about the client before it spoke,
 //! and [`Learned`], what the client said or proved; STARTTLS forgets all of the
-//! second (RFC 3207 §4.2). The environment qmail-queue sees is written from both
-//! just before each message, so no stale AUTH variable outlives what set it.
+//! second (RFC 3207 §4.2). The environment qmail-queue sees is made from both for
+//! each message, in that child alone, so no AUTH variable outlives what set it.
+//!
+//! The dialogue reads no environment and exits nowhere: [`Session::run`] returns the
+//! exit code, and every handler returns a [`Step`], so tests drive a whole session
+//! in-process through two pipes.
 
 use crate::addr;
 use crate::auth::{self, Checkers, Order, Verdict};
 use crate::control::Settings;
 use crate::data::{self, Stop};
-use crate::io::{Conn, End, Line};
+use crate::origin::Origin;
+use qmail::io::{Conn, End, Line};
 use qmail::log::bracketed;
 use qmail::queueclient::Queue;
 use qmail::secret::Secret;
-use std::ffi::{OsStr, OsString};
-use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Command lines longer than this get 500 (RFC 5321 §4.5.3.1.4: 512 with CRLF; we
 /// allow the 1000 of a text line, as many clients send long MAIL parameters).
@@ -63,17 +64,6 @@ impl Mech {
     }
 }
 
-/// What was known of the client before it said anything: tcpserver's variables.
-struct Origin {
-    remoteip: String,
-    remotehost: Vec<u8>,
-    remoteinfo: Option<Vec<u8>>,
-    local: Vec<u8>,
-    localip: Vec<u8>,
-    /// `$RELAYCLIENT` as the rules set it.
-    relayclient: Option<Vec<u8>>,
-}
-
 /// What the client said or proved in this session; STARTTLS resets it whole.
 #[derive(Default)]
 struct Learned {
@@ -86,6 +76,21 @@ struct Learned {
     auth: Option<(Vec<u8>, Mech)>,
 }
 
+/// What an AUTH exchange gave: the user, the password or CRAM-MD5 digest, and the
+/// challenge this session issued (empty but for CRAM-MD5).
+struct Proof {
+    user: Vec<u8>,
+    secret: Secret,
+    challenge: Vec<u8>,
+}
+
+/// The end of the session, with the exit code; handlers return it with `?`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Close(pub i32);
+
+/// What a handler returns: go on, or close the session.
+pub type Step = Result<(), Close>;
+
 pub struct Session {
     conn: Conn,
     s: Settings,
@@ -93,39 +98,9 @@ pub struct Session {
     pid: u32,
     origin: Origin,
     l: Learned,
-    /// The TLS engine's control socket and pipes, while STARTTLS is still possible.
-    ucspitls: Option<(RawFd, RawFd, RawFd)>,
     tls: bool,
-    tls_required: bool,
     checkers: Option<Checkers>,
-    auth_required: bool,
-    auth_clear: bool,
     idle: usize,
-}
-
-fn env(name: &str) -> Option<Vec<u8>> {
-    std::env::var_os(name).map(|v| v.as_bytes().to_vec())
-}
-
-fn env_is(name: &str, value: &[u8]) -> bool {
-    env(name).as_deref() == Some(value)
-}
-
-fn fd_env(name: &str) -> Option<RawFd> {
-    std::str::from_utf8(&env(name)?).ok()?.parse().ok()
-}
-
-/// Sets or removes a variable for the programs we start. Values come from checked
-/// client bytes (no NUL: AUTH data with NUL gets 501) or from our own environment;
-/// one with NUL is never set, so nothing here can panic.
-fn export(name: &str, value: Option<&[u8]>) {
-    // SAFETY: single-threaded; nothing reads the environment concurrently.
-    unsafe {
-        match value {
-            Some(v) if !v.contains(&0) => std::env::set_var(name, OsStr::from_bytes(v)),
-            _ => std::env::remove_var(name),
-        }
-    }
 }
 
 /// The `(#x.y.z)` at the end of a queue program's text, or the class's default.
@@ -136,91 +111,77 @@ fn enhanced(text: &str, permanent: bool) -> &str {
 }
 
 impl Session {
-    pub fn new(home: PathBuf, s: Settings, args: &[OsString]) -> Session {
-        let ucspitls = match (fd_env("SSLCTLFD"), fd_env("SSLREADFD"), fd_env("SSLWRITEFD")) {
-            (Some(c), Some(r), Some(w)) if !env_is("UCSPITLS", b"-") && env("DISABLETLS").is_none() => Some((c, r, w)),
-            _ => None,
-        };
-        let checkers = if env_is("SMTPAUTH", b"-") {
-            None
-        } else {
-            auth::checkers(args).unwrap_or_else(|e| {
-                log(&format!("warning: AUTH not offered: {e}"));
-                None
-            })
-        };
-        let localip = env("TCPLOCALIP").unwrap_or_default();
+    /// A session over `conn`, with everything it needs already read.
+    pub fn new(home: PathBuf, s: Settings, origin: Origin, checkers: Option<Checkers>, conn: Conn) -> Session {
         Session {
-            conn: Conn::new(0, 1, Duration::from_secs(s.timeout)),
+            conn,
             pid: std::process::id(),
-            origin: Origin {
-                remoteip: String::from_utf8(env("TCPREMOTEIP").unwrap_or_default())
-                    .ok()
-                    .filter(|ip| !ip.is_empty())
-                    .map_or_else(|| "unknown".into(), |ip| qmail::log::field(ip.as_bytes(), 100, b"")),
-                remotehost: env("TCPREMOTEHOST").unwrap_or_else(|| b"unknown".to_vec()),
-                remoteinfo: env("TCPREMOTEINFO"),
-                local: env("TCPLOCALHOST")
-                    .or_else(|| Some(localip.clone()).filter(|ip| !ip.is_empty()))
-                    .unwrap_or_else(|| b"unknown".to_vec()),
-                localip,
-                relayclient: env("RELAYCLIENT"),
-            },
+            tls: origin.tls,
+            checkers: checkers.filter(|_| !origin.auth_off),
             l: Learned::default(),
-            tls: env("SSL_PROTOCOL").is_some() && ucspitls.is_none(),
-            ucspitls,
-            tls_required: env_is("UCSPITLS", b"!"),
-            checkers,
-            auth_required: env_is("SMTPAUTH", b"!"),
-            auth_clear: env("SMTPAUTHCLEAR").is_some(),
+            origin,
             idle: 0,
             home,
             s,
         }
     }
 
-    fn say(&mut self, line: impl AsRef<[u8]>) {
+    /// One reply line; the session goes on.
+    fn say(&mut self, line: impl AsRef<[u8]>) -> Step {
         self.conn.reply(line.as_ref());
+        Ok(())
     }
 
     fn logline(&self, what: &str) {
         log(&format!("pid {} from {}: {what}", self.pid, self.origin.remoteip));
     }
 
-    /// Ends the session on a read failure: a timeout gets qmail's 451.
-    fn end(&mut self, e: End) -> ! {
-        if let End::Timeout = e {
-            self.say("451 4.4.2 timeout (#4.4.2)");
-            let _ = self.conn.flush();
+    /// Says `last`, if anything, and closes with `code`.
+    fn close(&mut self, last: Option<&str>, code: i32) -> Close {
+        if let Some(line) = last {
+            self.conn.reply(line.as_bytes());
         }
-        std::process::exit(1)
+        let _ = self.conn.flush();
+        Close(code)
+    }
+
+    /// The end on a read or write failure: a timeout gets qmail's 451.
+    fn end(&mut self, e: End) -> Close {
+        let last = matches!(e, End::Timeout).then_some("451 4.4.2 timeout (#4.4.2)");
+        self.close(last, 1)
     }
 
     /// qmail's answer when a control file cannot be read mid-session.
-    fn die_control(&mut self, what: &str, e: &std::io::Error) -> ! {
+    fn die_control(&mut self, what: &str, e: &std::io::Error) -> Close {
         self.logline(&format!(
             "unable to read controls: {what}: {}",
             qmail::errstr::io_str(e)
         ));
-        self.say("421 4.3.0 unable to read controls (#4.3.0)");
-        let _ = self.conn.flush();
-        std::process::exit(1)
+        self.close(Some("421 4.3.0 unable to read controls (#4.3.0)"), 1)
     }
 
-    pub fn run(mut self) -> ! {
+    /// The whole session; the exit code.
+    pub fn run(mut self) -> i32 {
+        match self.serve() {
+            Ok(()) => 0,
+            Err(Close(code)) => code,
+        }
+    }
+
+    fn serve(&mut self) -> Step {
         if self.s.rcpthosts.is_none() {
             self.logline("warning: control/rcpthosts is missing: refusing every recipient that does not relay");
         }
         let greeting = self.s.greeting.clone();
-        self.say([b"220 ", &greeting[..], b" ESMTP"].concat());
+        self.say([b"220 ", &greeting[..], b" ESMTP"].concat())?;
         loop {
             let mut line = match self.conn.line(MAX_LINE) {
                 Ok(Line::Ok(l)) => l,
                 Ok(Line::TooLong) => {
-                    self.say("500 5.5.2 line too long");
+                    self.say("500 5.5.2 line too long")?;
                     continue;
                 }
-                Err(e) => self.end(e),
+                Err(e) => return Err(self.end(e)),
             };
             let (verb, arg) = match line.iter().position(|&b| b == b' ') {
                 Some(i) => (&line[..i], &line[i + 1..]),
@@ -232,15 +193,13 @@ impl Session {
                 self.idle += 1;
             }
             if self.idle > MAX_IDLE_COMMANDS {
-                self.say("421 4.7.0 too many commands without a message, closing");
-                let _ = self.conn.flush();
-                std::process::exit(1);
+                return Err(self.close(Some("421 4.7.0 too many commands without a message, closing"), 1));
             }
             if line.contains(&0) {
-                self.say("500 5.5.2 NUL in command");
+                self.say("500 5.5.2 NUL in command")?;
                 continue;
             }
-            match &verb[..] {
+            let step = match &verb[..] {
                 b"helo" => self.helo(arg, false),
                 b"ehlo" => self.helo(arg, true),
                 b"mail" => self.mail(arg),
@@ -248,7 +207,7 @@ impl Session {
                 b"data" => self.data(),
                 b"rset" => {
                     self.reset();
-                    self.say("250 2.0.0 flushed");
+                    self.say("250 2.0.0 flushed")
                 }
                 b"noop" => self.say("250 2.0.0 ok"),
                 b"vrfy" => self.say("252 2.5.2 send some mail, i'll try my best"),
@@ -256,17 +215,17 @@ impl Session {
                 b"starttls" => self.starttls(arg),
                 b"auth" => self.auth(arg),
                 b"quit" => {
-                    self.say([b"221 2.0.0 ", &greeting[..]].concat());
-                    let _ = self.conn.flush();
-                    std::process::exit(0);
+                    self.say([b"221 2.0.0 ", &greeting[..]].concat())?;
+                    Err(self.close(None, 0))
                 }
                 _ => self.say("502 5.5.1 unimplemented (#5.5.1)"),
-            }
+            };
             if verb == b"auth" {
                 // An initial response is a password in base64.
                 self.conn.wipe_consumed();
                 qmail::secret::wipe(&mut line);
             }
+            step?;
         }
     }
 
@@ -285,25 +244,27 @@ impl Session {
             .or(self.l.auth.as_ref().map(|_| &b""[..]))
     }
 
-    /// The environment of the queue program (and its filters) from what is known
-    /// now, including Hoffmann's names for the AUTH user.
-    fn export_env(&self) {
-        export("RELAYCLIENT", self.relayclient());
+    /// The environment of the queue program (and its filters), from what is known
+    /// now; Hoffmann's names for the AUTH user too.
+    fn queue_env(&self) -> [(&'static str, Option<&[u8]>); 5] {
         let user = self.l.auth.as_ref().map(|(u, _)| &u[..]);
-        export("TCPREMOTEINFO", user.or(self.origin.remoteinfo.as_deref()));
-        export("SMTPAUTHUSER", user);
-        export("SMTP_AUTH_USER", user);
-        export("SMTPAUTHMETHOD", self.l.auth.as_ref().map(|(_, m)| m.name().as_bytes()));
+        [
+            ("RELAYCLIENT", self.relayclient()),
+            ("TCPREMOTEINFO", user.or(self.origin.remoteinfo.as_deref())),
+            ("SMTPAUTHUSER", user),
+            ("SMTP_AUTH_USER", user),
+            ("SMTPAUTHMETHOD", self.l.auth.as_ref().map(|(_, m)| m.name().as_bytes())),
+        ]
     }
 
     fn starttls_offered(&self) -> bool {
-        self.ucspitls.is_some() && !self.tls
+        self.origin.engine.is_some() && !self.tls
     }
 
     /// PLAIN and LOGIN are offered in the clear only where TLS is not on offer at all
     /// (the seeds' line), or when the admin says so.
     fn plain_offered(&self) -> bool {
-        self.tls || !self.starttls_offered() || self.auth_clear
+        self.tls || !self.starttls_offered() || self.origin.auth_clear
     }
 
     fn mechanisms(&self) -> &'static str {
@@ -316,7 +277,7 @@ impl Session {
         }
     }
 
-    fn helo(&mut self, arg: &[u8], esmtp: bool) {
+    fn helo(&mut self, arg: &[u8], esmtp: bool) -> Step {
         self.reset();
         self.l.esmtp = esmtp;
         self.l.helo = Some(arg.to_vec()).filter(|h| !h.eq_ignore_ascii_case(&self.origin.remotehost));
@@ -344,22 +305,23 @@ impl Session {
             let sep: &[u8] = if i == last { b"250 " } else { b"250-" };
             self.conn.reply(&[sep, l].concat());
         }
+        Ok(())
     }
 
     /// Policy that applies before MAIL and AUTH; true when it answered.
     fn needs_tls(&mut self) -> bool {
-        if self.tls_required && !self.tls {
-            self.say("530 5.7.0 Must issue a STARTTLS command first");
-            return true;
+        let needed = self.origin.tls_required && !self.tls;
+        if needed {
+            self.conn.reply(b"530 5.7.0 Must issue a STARTTLS command first");
         }
-        false
+        needed
     }
 
-    fn mail(&mut self, arg: &[u8]) {
+    fn mail(&mut self, arg: &[u8]) -> Step {
         if self.needs_tls() {
-            return;
+            return Ok(());
         }
-        if self.auth_required && self.l.auth.is_none() {
+        if self.origin.auth_required && self.l.auth.is_none() {
             return self.say("530 5.7.0 authentication required (#5.7.1)");
         }
         let Some(p) = addr::parse(arg) else {
@@ -376,10 +338,10 @@ impl Session {
         self.reset();
         self.l.badmailfrom = Settings::listed(&self.s.badmailfrom, &p.addr);
         self.l.mailfrom = Some(p.addr);
-        self.say("250 2.1.0 ok");
+        self.say("250 2.1.0 ok")
     }
 
-    fn rcpt(&mut self, arg: &[u8]) {
+    fn rcpt(&mut self, arg: &[u8]) -> Step {
         if self.l.mailfrom.is_none() {
             return self.say("503 5.5.1 MAIL first (#5.5.1)");
         }
@@ -410,7 +372,7 @@ impl Session {
                     self.logline(&format!("rejected rcpt <{shown}>: relaying denied"));
                     return self.say("553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)");
                 }
-                Err(e) => self.die_control("morercpthosts.cdb", &e),
+                Err(e) => return Err(self.die_control("morercpthosts.cdb", &e)),
             },
         }
         if self.l.rcpts.len() >= self.s.maxrcpt || self.l.envelope + p.addr.len() > MAX_ENVELOPE {
@@ -418,7 +380,7 @@ impl Session {
         }
         self.l.envelope += p.addr.len() + 2;
         self.l.rcpts.push(p.addr);
-        self.say("250 2.1.5 ok");
+        self.say("250 2.1.5 ok")
     }
 
     fn protocol(&self) -> String {
@@ -432,7 +394,7 @@ impl Session {
         )
     }
 
-    fn data(&mut self) {
+    fn data(&mut self) -> Step {
         let Some(from) = self.l.mailfrom.take() else {
             return self.say("503 5.5.1 MAIL first (#5.5.1)");
         };
@@ -441,13 +403,12 @@ impl Session {
         }
         let rcpts = std::mem::take(&mut self.l.rcpts);
         self.l.envelope = 0;
-        self.export_env();
-        let mut q = match Queue::open(&self.home) {
+        let mut q = match Queue::open_with(&self.home, &self.queue_env()) {
             Ok(q) => q,
             Err(_) => return self.say("451 4.3.0 qqt failure (#4.3.0)"),
         };
         let qp = q.pid();
-        self.say("354 go ahead");
+        self.say("354 go ahead")?;
         let user = self.l.auth.as_ref().map(|(u, _)| &u[..]);
         let rcv = data::received(
             &self.origin.remotehost,
@@ -461,12 +422,13 @@ impl Session {
         let body = match data::blast(&mut self.conn, &mut q, self.s.databytes, MAX_HEADER) {
             Ok(b) => b,
             Err(Stop::BareLf) => {
-                self.say("451 See https://cr.yp.to/docs/smtplf.html.");
-                let _ = self.conn.flush();
-                std::process::exit(1);
+                q.abort(); // without an envelope nothing is queued
+                return Err(self.close(Some("451 See https://cr.yp.to/docs/smtplf.html."), 1));
             }
-            // The queue program sees its input end without an envelope: nothing is queued.
-            Err(Stop::End(e)) => self.end(e),
+            Err(Stop::End(e)) => {
+                q.abort();
+                return Err(self.end(e));
+            }
         };
         let refused = if body.hops >= data::MAXHOPS {
             Some(("554 5.4.6", "too many hops, this message is looping (#5.4.6)"))
@@ -499,56 +461,46 @@ impl Session {
                     bracketed(&from),
                     rcpts.len()
                 ));
-                self.say(format!("250 2.0.0 ok {} qp {qp}", qmail::date822::now()));
+                self.say(format!("250 2.0.0 ok {} qp {qp}", qmail::date822::now()))?;
             }
             Err(r) => {
                 // The text is a filter's own: it may hold anything but one reply line.
                 let text = qmail::log::text(r.text.as_bytes(), 200);
                 let code = if r.permanent { "554" } else { "451" };
                 self.logline(&format!("queue refused message: {text}"));
-                self.say(format!("{code} {} {text}", enhanced(&text, r.permanent)));
+                self.say(format!("{code} {} {text}", enhanced(&text, r.permanent)))?;
             }
         }
+        Ok(())
     }
 
-    fn starttls(&mut self, arg: &[u8]) {
-        let Some((ctl, r, w)) = self.ucspitls.filter(|_| !self.tls) else {
+    fn starttls(&mut self, arg: &[u8]) -> Step {
+        let Some(engine) = self.origin.engine.filter(|_| !self.tls) else {
             return self.say("502 5.5.1 unimplemented (#5.5.1)");
         };
         if !arg.is_empty() {
             return self.say("501 5.5.4 syntax error (#5.5.4)");
         }
-        self.say("220 2.0.0 ready to start TLS");
+        self.say("220 2.0.0 ready to start TLS")?;
         if let Err(e) = self.conn.flush() {
-            self.end(e)
+            return Err(self.end(e));
         }
-        // SAFETY: one byte to the engine's control socket.
-        if unsafe { libc::write(ctl, b"Y".as_ptr().cast(), 1) } != 1 {
-            std::process::exit(1);
-        }
-        // The engine answers with the session's variables once the handshake is done,
-        // or closes the socket when it failed.
-        let mut info = Vec::new();
-        let mut buf = [0u8; 256];
-        while !info.ends_with(b"\0\0") {
-            // SAFETY: reads into a local buffer.
-            let n = unsafe { libc::read(ctl, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                std::process::exit(1);
-            }
-            info.extend_from_slice(&buf[..n as usize]);
+        // The engine has its own handshake deadline; it closes the socket on failure
+        // and logs why.
+        if engine.start(self.conn.timeout).is_err() {
+            return Err(Close(1));
         }
         // RFC 3207 §4.2: everything the client said before the handshake is gone
         // (HELO, AUTH and the relay right it gave, the transaction, pipelined input).
-        self.conn.switch(r, w);
+        self.conn.switch(engine.read, engine.write);
         self.tls = true;
         self.l = Learned::default();
-        self.export_env();
+        Ok(())
     }
 
-    fn auth(&mut self, arg: &[u8]) {
+    fn auth(&mut self, arg: &[u8]) -> Step {
         if self.needs_tls() {
-            return;
+            return Ok(());
         }
         let Some(checkers) = self.checkers.clone() else {
             return self.say("503 5.5.1 auth not available (#5.3.3)");
@@ -570,8 +522,13 @@ impl Session {
             return self.say("538 5.7.11 encryption required for requested authentication mechanism");
         }
         let initial = initial.map(|i| Secret(i.to_vec()));
-        let Some((user, secret, challenge)) = self.exchange(mech, initial, &checkers) else {
-            return;
+        let Some(Proof {
+            user,
+            secret,
+            challenge,
+        }) = self.exchange(mech, initial, &checkers)?
+        else {
+            return Ok(());
         };
         let (checker, fields): (_, [&[u8]; 3]) = match (mech, checkers.cram.order) {
             (Mech::CramMd5, Order::Brush) => (&checkers.cram, [&user, &challenge, &secret]),
@@ -587,44 +544,50 @@ impl Session {
             Verdict::Ok => {
                 log(&line("auth-success"));
                 self.l.auth = Some((user, mech));
-                self.say("235 2.7.0 ok, go ahead (#2.0.0)");
+                self.say("235 2.7.0 ok, go ahead (#2.0.0)")?;
             }
             Verdict::Bad => {
                 log(&line("auth-failed"));
-                self.say("535 5.7.8 authentication failed (#5.7.0)");
+                self.say("535 5.7.8 authentication failed (#5.7.0)")?;
             }
             Verdict::Temporary => {
                 log(&line("auth-temporary-failure"));
-                self.say("454 4.7.0 temporary authentication failure (#4.3.0)");
+                self.say("454 4.7.0 temporary authentication failure (#4.3.0)")?;
             }
         }
+        Ok(())
     }
 
     /// The exchange of one mechanism: the user, the password or CRAM-MD5 digest, and
     /// the challenge this session issued (empty but for CRAM-MD5). `None`: it ended
     /// with a reply sent. Decoded data holding NUL is refused (501), so no client
     /// byte can become a field separator on the checker's descriptor 3.
-    fn exchange(
-        &mut self,
-        mech: Mech,
-        initial: Option<Secret>,
-        checkers: &Checkers,
-    ) -> Option<(Vec<u8>, Secret, Vec<u8>)> {
+    fn exchange(&mut self, mech: Mech, initial: Option<Secret>, checkers: &Checkers) -> Result<Option<Proof>, Close> {
         let malformed = |s: &mut Session| {
-            s.say("501 5.5.2 malformed auth input (#5.5.4)");
-            None
+            s.say("501 5.5.2 malformed auth input (#5.5.4)")?;
+            Ok(None)
         };
         match mech {
             Mech::Login => {
-                let user = self.response(initial, "334 VXNlcm5hbWU6")?;
-                let pass = self.response(None, "334 UGFzc3dvcmQ6")?;
+                let Some(user) = self.response(initial, "334 VXNlcm5hbWU6")? else {
+                    return Ok(None);
+                };
+                let Some(pass) = self.response(None, "334 UGFzc3dvcmQ6")? else {
+                    return Ok(None);
+                };
                 if user.is_empty() || pass.is_empty() || user.contains(&0) || pass.contains(&0) {
                     return malformed(self);
                 }
-                Some((user.to_vec(), pass, Vec::new()))
+                Ok(Some(Proof {
+                    user: user.to_vec(),
+                    secret: pass,
+                    challenge: Vec::new(),
+                }))
             }
             Mech::Plain => {
-                let msg = self.response(initial, "334 ")?;
+                let Some(msg) = self.response(initial, "334 ")? else {
+                    return Ok(None);
+                };
                 let parts: Vec<&[u8]> = msg.split(|&b| b == 0).collect();
                 let [authzid, authcid, pass] = parts[..] else {
                     return malformed(self);
@@ -634,18 +597,24 @@ impl Session {
                 }
                 if !authzid.is_empty() && authzid != authcid {
                     self.logline("auth: auth-failed type=plain: authorization identity differs");
-                    self.say("535 5.7.8 authentication failed (#5.7.0)");
-                    return None;
+                    self.say("535 5.7.8 authentication failed (#5.7.0)")?;
+                    return Ok(None);
                 }
-                Some((authcid.to_vec(), Secret(pass.to_vec()), Vec::new()))
+                Ok(Some(Proof {
+                    user: authcid.to_vec(),
+                    secret: Secret(pass.to_vec()),
+                    challenge: Vec::new(),
+                }))
             }
             Mech::CramMd5 => {
                 let Some(challenge) = self.challenge(checkers) else {
-                    self.say("454 4.7.0 temporary authentication failure (#4.3.0)");
-                    return None;
+                    self.say("454 4.7.0 temporary authentication failure (#4.3.0)")?;
+                    return Ok(None);
                 };
                 let prompt = format!("334 {}", auth::encode(&challenge));
-                let resp = self.response(None, &prompt)?;
+                let Some(resp) = self.response(None, &prompt)? else {
+                    return Ok(None);
+                };
                 // RFC 2195: the user name, a space, the digest; the name may hold spaces.
                 let Some(sp) = resp.iter().rposition(|&b| b == b' ') else {
                     return malformed(self);
@@ -654,7 +623,11 @@ impl Session {
                 let Some(digest) = digest.filter(|_| !user.is_empty() && !user.contains(&0)) else {
                     return malformed(self);
                 };
-                Some((user.to_vec(), Secret(digest), challenge))
+                Ok(Some(Proof {
+                    user: user.to_vec(),
+                    secret: Secret(digest),
+                    challenge,
+                }))
             }
         }
     }
@@ -681,33 +654,33 @@ impl Session {
     /// The client's answer to a 334 prompt (or the initial response), decoded.
     /// `None` means the exchange ended and the reply was sent. The line and what it
     /// decodes to are wiped when dropped.
-    fn response(&mut self, initial: Option<Secret>, prompt: &str) -> Option<Secret> {
+    fn response(&mut self, initial: Option<Secret>, prompt: &str) -> Result<Option<Secret>, Close> {
         let line = match initial {
-            Some(i) if &*i == b"=" => return Some(Secret::default()),
+            Some(i) if &*i == b"=" => return Ok(Some(Secret::default())),
             Some(i) => i,
             None => {
-                self.say(prompt);
+                self.say(prompt)?;
                 let line = self.conn.line(MAX_AUTH_LINE);
                 self.conn.wipe_consumed();
                 match line {
                     Ok(Line::Ok(l)) => Secret(l),
                     Ok(Line::TooLong) => {
-                        self.say("500 5.5.6 authentication exchange line is too long");
-                        return None;
+                        self.say("500 5.5.6 authentication exchange line is too long")?;
+                        return Ok(None);
                     }
-                    Err(e) => self.end(e),
+                    Err(e) => return Err(self.end(e)),
                 }
             }
         };
         if &*line == b"*" {
-            self.say("501 5.7.0 auth exchange cancelled (#5.0.0)");
-            return None;
+            self.say("501 5.7.0 auth exchange cancelled (#5.0.0)")?;
+            return Ok(None);
         }
         let decoded = auth::decode(&line);
         if decoded.is_none() {
-            self.say("501 5.5.2 malformed auth input (#5.5.4)");
+            self.say("501 5.5.2 malformed auth input (#5.5.4)")?;
         }
-        decoded
+        Ok(decoded)
     }
 }
 

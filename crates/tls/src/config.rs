@@ -126,18 +126,10 @@ pub fn session_info(conn: &rustls::Connection) -> Vec<(String, String)> {
     vars
 }
 
-/// The UCSPI-TLS reply to `Y`: `NAME=value\0` for each variable, then one more `\0`.
+/// The UCSPI-TLS reply to `Y` (and implicit mode's info pipe).
 pub fn info_string(vars: &[(String, String)]) -> Vec<u8> {
-    let mut s = Vec::new();
-    for (k, v) in vars {
-        s.extend_from_slice(format!("{k}={v}").as_bytes());
-        s.push(0);
-    }
-    if vars.is_empty() {
-        s.push(0);
-    }
-    s.push(0);
-    s
+    let pairs: Vec<(&[u8], &[u8])> = vars.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+    qmail::ucspitls::encode(&pairs)
 }
 
 #[cfg(test)]

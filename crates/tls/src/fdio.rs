@@ -1,10 +1,9 @@
-//! Raw descriptors for the relay: poll, non-blocking reads and writes that never wait,
+//! Raw descriptors for the relay: non-blocking reads and writes that never wait,
 //! and the network side, which is shared with the application (the STARTTLS case) and
 //! so is never switched to O_NONBLOCK: sockets get MSG_DONTWAIT per call instead.
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Instant;
 
 fn check(n: isize) -> io::Result<usize> {
     if n < 0 {
@@ -105,41 +104,12 @@ impl io::Write for Fd {
     }
 }
 
-/// Waits until one of `fds` (fd, events) is ready or `deadline` passes; returns the
-/// revents in the same order (all zero on timeout). A negative fd is ignored.
-pub fn poll(fds: &[(RawFd, i16)], deadline: Option<Instant>) -> io::Result<Vec<i16>> {
-    let mut p: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&(fd, events)| libc::pollfd { fd, events, revents: 0 })
-        .collect();
-    loop {
-        let timeout = match deadline {
-            None => -1,
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(i32::MAX as u128) as i32,
-        };
-        // SAFETY: p is a valid array of p.len() pollfd structures.
-        let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout) };
-        if n >= 0 {
-            return Ok(p.iter().map(|x| x.revents).collect());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// A pipe: (read end, write end), both close-on-exec.
+/// A close-on-exec pipe as raw descriptors: the engine and the application each take
+/// their ends across a fork.
 pub fn pipe() -> io::Result<(RawFd, RawFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((fds[0], fds[1]))
+    use std::os::fd::IntoRawFd;
+    let (r, w) = qmail::fd::pipe()?;
+    Ok((r.into_raw_fd(), w.into_raw_fd()))
 }
 
 pub fn close(fd: RawFd) {

@@ -60,7 +60,7 @@ fn flush_tls(conn: &mut Connection, net_w: &mut Fd) -> Result<bool, Failure> {
 pub fn handshake(conn: &mut Connection, mut net_r: Fd, mut net_w: Fd, deadline: Instant) -> Result<(), Failure> {
     while conn.is_handshaking() || conn.wants_write() {
         if !flush_tls(conn, &mut net_w)? {
-            if fdio::poll(&[(net_w.fd, OUT)], Some(deadline)).map_err(Failure::Io)?[0] == 0 {
+            if qmail::fd::poll(&[(net_w.fd, OUT)], Some(deadline)).map_err(Failure::Io)?[0] == 0 {
                 return Err(Failure::Timeout);
             }
             continue;
@@ -68,7 +68,7 @@ pub fn handshake(conn: &mut Connection, mut net_r: Fd, mut net_w: Fd, deadline: 
         if !conn.is_handshaking() {
             break;
         }
-        if fdio::poll(&[(net_r.fd, IN)], Some(deadline)).map_err(Failure::Io)?[0] == 0 {
+        if qmail::fd::poll(&[(net_r.fd, IN)], Some(deadline)).map_err(Failure::Io)?[0] == 0 {
             return Err(Failure::Timeout);
         }
         match conn.read_tls(&mut net_r) {
@@ -123,7 +123,7 @@ pub fn relay(conn: &mut Connection, mut net_r: Fd, mut net_w: Fd, mut app_r: Fd,
         if fds.iter().all(|&(fd, _)| fd < 0) {
             return Ok(());
         }
-        let ready = fdio::poll(&fds, None).map_err(Failure::Io)?;
+        let ready = qmail::fd::poll(&fds, None).map_err(Failure::Io)?;
         if ready[0] != 0 {
             pending.clear();
             pos = 0;

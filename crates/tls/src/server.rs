@@ -309,26 +309,16 @@ fn implicit(o: &Options, mut env: Env, tls: std::sync::Arc<rustls::ServerConfig>
     for fd in [info_w, to_engine_r, to_app_w] {
         fdio::close(fd);
     }
-    // The engine's answer: the session's variables, or EOF when the handshake failed.
-    let mut info = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        // SAFETY: reads into a local buffer.
-        let n = unsafe { libc::read(info_r, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            info.extend_from_slice(&buf[..n as usize]);
-        } else if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
-        }
-    }
+    // The engine's answer: the session's variables, or EOF when the handshake failed
+    // (the engine logs why); its deadline is the handshake's, so a second more here.
+    let deadline = Instant::now() + o.timeout + Duration::from_secs(1);
+    let info = qmail::ucspitls::read_info(info_r, deadline).unwrap_or_default();
     if info.is_empty() {
-        std::process::exit(1); // the engine said why
+        std::process::exit(1);
     }
-    for var in info.split(|&b| b == 0).filter(|v| !v.is_empty()) {
-        let var = String::from_utf8_lossy(var);
-        if let Some((k, v)) = var.split_once('=') {
-            env.set(k, v);
-        }
+    for (k, v) in qmail::ucspitls::decode(&info) {
+        use std::os::unix::ffi::OsStrExt;
+        env.set(std::ffi::OsStr::from_bytes(&k), std::ffi::OsStr::from_bytes(&v));
     }
     for v in ["SSLCTLFD", "SSLREADFD", "SSLWRITEFD"] {
         env.unset(v);

@@ -1,16 +1,19 @@
-//! The connection: buffered lines and bytes from the client with the timeoutsmtpd
-//! deadline on every read, and replies collected until the client's input runs dry
-//! (so a pipelining client gets its replies in one write, as qmail does). After
-//! STARTTLS the same object reads and writes the TLS engine's pipes instead.
+//! A connection to a client or a server, as qmail-smtpd uses it (and qmail-popup,
+//! qmail-pop3d and qmail-remote will): lines and bytes read through a buffer with a
+//! deadline on every read, lines of at most a given length as bytes, and output
+//! collected until more input is needed, so a pipelining peer gets its replies in one
+//! write. After STARTTLS the same object reads and writes the TLS engine's pipes
+//! ([`crate::ucspitls`]).
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Why the session cannot go on.
+/// Why the conversation cannot go on.
 #[derive(Debug)]
 pub enum End {
     Eof,
+    /// No byte came (or none could be written) within the timeout.
     Timeout,
     Io(io::Error),
 }
@@ -22,30 +25,21 @@ pub struct Conn {
     pos: usize,
     len: usize,
     out: Vec<u8>,
+    /// The deadline of each read and each write, from its start.
     pub timeout: Duration,
 }
 
-/// A command line, or one that was longer than allowed (its rest was skipped).
+/// A line, or one longer than allowed (its rest was read and dropped).
 pub enum Line {
     Ok(Vec<u8>),
     TooLong,
 }
 
 fn wait(fd: RawFd, events: i16, timeout: Duration) -> Result<(), End> {
-    let mut p = libc::pollfd { fd, events, revents: 0 };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    loop {
-        // SAFETY: one valid pollfd.
-        match unsafe { libc::poll(&mut p, 1, ms) } {
-            0 => return Err(End::Timeout),
-            n if n > 0 => return Ok(()),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(End::Io(e));
-                }
-            }
-        }
+    match crate::fd::wait(fd, events, Instant::now() + timeout) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(End::Timeout),
+        Err(e) => Err(End::Io(e)),
     }
 }
 
@@ -63,7 +57,7 @@ impl Conn {
     }
 
     /// Reads from now on from `rfd` and writes to `wfd`; input already buffered is
-    /// dropped (RFC 3207: nothing the client sent before the handshake counts).
+    /// dropped (RFC 3207 §4.2: nothing the client sent before the handshake counts).
     pub fn switch(&mut self, rfd: RawFd, wfd: RawFd) {
         self.rfd = rfd;
         self.wfd = wfd;
@@ -75,7 +69,7 @@ impl Conn {
         self.out.extend_from_slice(s);
     }
 
-    /// One reply line, CRLF added.
+    /// One line, CRLF added.
     pub fn reply(&mut self, s: &[u8]) {
         self.out.extend_from_slice(s);
         self.out.extend_from_slice(b"\r\n");
@@ -100,7 +94,7 @@ impl Conn {
         Ok(())
     }
 
-    /// More input: replies are flushed first, then one read within the deadline.
+    /// More input: output is flushed first, then one read within the deadline.
     fn fill(&mut self) -> Result<(), End> {
         self.flush()?;
         wait(self.rfd, libc::POLLIN, self.timeout)?;
@@ -119,7 +113,7 @@ impl Conn {
 
     /// Zeroes the input already consumed (an AUTH line has just been read from it).
     pub fn wipe_consumed(&mut self) {
-        qmail::secret::wipe(&mut self.buf[..self.pos]);
+        crate::secret::wipe(&mut self.buf[..self.pos]);
     }
 
     pub fn byte(&mut self) -> Result<u8, End> {
