@@ -126,7 +126,7 @@ def test_verp_letters(home):
     out = printed(home, b"To: a@b.c\n\n", QMAILINJECT="r")
     assert out.startswith(b'Return-Path: <"joe-@example.org-"@[]>\n')  # quoted, as qmail's quote2 does
     assert inject(home, [], b"To: a@b.c\n\n", QMAILINJECT="r").returncode == 0
-    assert queued(home)[0] == [b"Fjoe-@example.org-@[]", b"Ta@b.c"]  # the VERP sender of send.md
+    assert queued(home)[0] == [b"Fjoe-@example.org-@[]", b"Ta@b.c"]  # qmail-inject(8)'s QMAILINJECT=r: VERP sender
     out = printed(home, b"To: a@b.c\n\n", QMAILINJECT="m")
     assert re.match(rb"Return-Path: <joe-\d+\.\d+@example\.org>\n", out)
 

@@ -1,5 +1,6 @@
-"""qmail-queue, qmail-mkqueue and qmail-mkids against queue.md: the tree, the files
-it writes, exit codes for every bad input, a full disk, and kill -9 at random points.
+"""qmail-queue, qmail-mkqueue and qmail-mkids against qmail-queue(8) and qmail's
+hier.c: the tree, the files it writes, exit codes for every bad input, a full disk,
+and kill -9 at random points.
 
 As root the queue belongs to numeric test users and qmail-queue runs as qmailq:qmail,
 as its setuid bit would make it; without root everything runs as the caller."""

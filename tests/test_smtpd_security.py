@@ -26,7 +26,7 @@ def b64(data):
 
 
 def forms(m):
-    """Every argument form of the checkers (smtp-auth.md §6): Hoffmann's (one
+    """Every argument form of the checkers (crates/smtpd/src/auth.rs): Hoffmann's (one
     checker), brush's (a host name first), and the seeds' four words."""
     cp = m.checkpw
     return {

@@ -1,9 +1,10 @@
 //! Challenge-response logins with a user's clear secret (stored only for users whose
 //! admin opted in): CRAM-MD5 (RFC 2195) and POP3's APOP (RFC 1939).
 //!
-//! Two caller families put the CRAM-MD5 fields in opposite orders (checkpassword.md
-//! §1.1, §5.5): brush's `challenge, response` and Hoffmann's (and vchkpw 5.4's)
-//! `response, challenge`. The order is recognised by shape, a `<...@...>` message-id
+//! Two caller families put the CRAM-MD5 fields in opposite orders on fd 3: brush's
+//! qmail-smtpd-auth patch and cmd5checkpw 0.22 `login\0challenge\0response\0`,
+//! Hoffmann's qmail-authentication, cmd5checkpw 0.30 and vchkpw 5.4
+//! `login\0response\0challenge\0`. The order is recognised by shape, a `<...@...>` message-id
 //! and 32 lower-case hex digits, so both work. APOP's digest is in the password field
 //! and qmail-popup's timestamp in the third, the same shape as Hoffmann's CRAM-MD5, so
 //! both are tried there.

@@ -1,6 +1,7 @@
-//! What the caller writes on descriptor 3 (checkpassword.md §1): `login\0password\0`
-//! and an optional third field (qmail-popup's APOP timestamp, a CRAM-MD5 challenge or
-//! response), at most 512 bytes, within [`DEADLINE`].
+//! What the caller writes on descriptor 3 (the checkpassword interface,
+//! <https://cr.yp.to/checkpwd/interface.html>): `login\0password\0` and an optional
+//! third field (qmail-popup's APOP timestamp, a CRAM-MD5 challenge or response), at
+//! most 512 bytes, within [`DEADLINE`].
 
 use std::io::{self, Read};
 use std::os::fd::FromRawFd;

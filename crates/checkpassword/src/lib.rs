@@ -2,7 +2,8 @@
 //!
 //! One program, `checkpassword`, is a drop-in for DJB's checkpassword 0.90 and, when
 //! installed under those names, for vpopmail's `vchkpw` and for `cmd5checkpw`
-//! (shared/reference/checkpassword.md). qmail-popup, qmail-smtpd's AUTH and Dovecot
+//! (the interface: <https://cr.yp.to/checkpwd/interface.html>; vchkpw: vpopmail's
+//! `vchkpw.c`; cmd5checkpw(8)). qmail-popup, qmail-smtpd's AUTH and Dovecot
 //! all call it the same way: the login and password (or a challenge response) on
 //! descriptor 3, the program to run on success as arguments.
 //!

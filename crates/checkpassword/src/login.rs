@@ -1,5 +1,6 @@
-//! Login names as vchkpw reads them (checkpassword.md §2.1): case-insensitive, the
-//! domain after the first `@`, else after the first `%`, else after the first `/`.
+//! Login names as vchkpw reads them (vpopmail's `parse_email` with `ATCHARS "@%/"`):
+//! case-insensitive, the domain after the first `@`, else after the first `%`, else
+//! after the first `/`.
 
 /// A login, lower-cased, split into its local part and domain.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The verifier's run: read fd 3, find the account, check the password or the
 //! challenge response, then become what the caller expects and exec the program.
 //!
-//! What "become" means depends on who called (checkpassword.md §5.4):
+//! What "become" means depends on who called, told apart as vchkpw does (by
+//! `TCPLOCALPORT` and the program's name) and by Dovecot's `ORIG_UID`:
 //! - a login service (POP3, IMAP; qmail-popup runs it as root): setgroups to the
 //!   account's gid alone, setgid, setuid, chdir to the home, as checkpassword 0.90;
 //! - SMTP AUTH (local port 25, 465 or 587, or a program whose file name is `true`):
@@ -115,7 +116,9 @@ pub enum Failure {
 
 impl Failure {
     /// The exit code: the checkpassword interface's 1/2/111, vchkpw's own codes
-    /// (§2.4) under that name, and Dovecot's contract (§4.3) whatever the name.
+    /// (3 no, 11 bad input, 12/13 empty login/password, 20 bad characters, 4/5/6
+    /// setgid/setuid/chdir) under that name, and whatever the name, what Dovecot 2.3.14+
+    /// reads (1 failed, 2 misuse, 3 unknown on a lookup, anything else internal).
     /// vchkpw's 24 for an unreadable database is 111 here: a database outage must
     /// read as "try again", never as a wrong password. A refused caller gets 111
     /// too: it is the admin's setting, not the password, that says no.
@@ -388,7 +391,8 @@ fn become_account(
             env.set("SHELL", os(shell));
         }
     }
-    // cmd5checkpw changes no ids and no directory, whoever calls it (§3).
+    // cmd5checkpw changes no ids and no directory, whoever calls it (cmd5checkpw(8),
+    // 0.22 and 0.30 alike).
     if caller == Caller::Login && flavor != Flavor::Cmd5checkpw {
         become_ids(run, account)?;
         std::env::set_current_dir(os(&account.home)).map_err(|e| {

@@ -3,7 +3,7 @@
 //!
 //! The header is read whole (fields are rewritten and new ones go in front of it);
 //! the body is streamed to qmail-queue. Addresses in sender and recipient fields are
-//! rewritten with [`rewrite::Rewriter`]; Bcc, Resent-Bcc, Return-Path and
+//! rewritten with [`crate::rewrite::Rewriter`]; Bcc, Resent-Bcc, Return-Path and
 //! Content-Length are removed; Date, Message-ID, From and `Cc: recipient list not
 //! shown: ;` are added when missing, all as qmail-inject does.
 

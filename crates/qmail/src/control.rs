@@ -1,4 +1,4 @@
-//! Control files: one setting per file under `QMAILHOME/control` (ARCHITECTURE rule 5).
+//! Control files: one setting per file under `QMAILHOME/control`, as qmail-control(5).
 //!
 //! A one-line setting is the file's first line with trailing spaces and tabs removed,
 //! as qmail's control_readline does. A missing file means "use the default"; any other

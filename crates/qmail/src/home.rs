@@ -1,4 +1,4 @@
-//! QMAILHOME: where an instance lives (ARCHITECTURE rule 6).
+//! QMAILHOME: where an instance lives (default `/var/qmail`, as qmail's conf-qmail).
 //!
 //! `QMAILHOME` in the environment selects an instance, so tests and `make run` can
 //! use their own. A setuid or setgid program must not let its caller choose where it

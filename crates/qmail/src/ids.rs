@@ -1,6 +1,6 @@
 //! The uids and gids of the qmail users, resolved once at install time into
-//! `QMAILHOME/control/ids` (ARCHITECTURE rule 7), so no program looks users up at run
-//! time and tests use numeric ids without touching /etc/passwd.
+//! `QMAILHOME/control/ids` by qmail-mkids, so no program looks users up at run time
+//! (qmail compiled them in) and tests use numeric ids without touching /etc/passwd.
 //!
 //! One line per name: `user:uid:gid` for the eight users of qmail's conf-users and
 //! for `qmailtls`, the TLS engine's own user; `group:gid` for qmail's two groups. `#`

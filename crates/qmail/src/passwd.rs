@@ -1,5 +1,5 @@
-//! /etc/passwd, /etc/shadow and /etc/group, read as files (ARCHITECTURE rule 2: no
-//! NSS in a static binary). One line per account, fields separated by `:`.
+//! /etc/passwd, /etc/shadow and /etc/group, read as files: a static binary has no
+//! NSS. One line per account, fields separated by `:` (passwd(5), shadow(5), group(5)).
 
 /// The fields of the first line of `text` whose first field is `name`.
 pub fn find_line<'a>(text: &'a [u8], name: &[u8]) -> Option<Vec<&'a [u8]>> {

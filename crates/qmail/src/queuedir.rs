@@ -1,5 +1,5 @@
-//! The queue's file names (shared/reference/queue.md §3): what qmail-queue writes and
-//! qmail-send, qmail-clean, qmail-qread and qmail-qstat read.
+//! The queue's file names, laid out as qmail 1.03's INTERNALS describes: what
+//! qmail-queue writes and qmail-send, qmail-clean, qmail-qread and qmail-qstat read.
 //!
 //! Message N lives in `mess/(N mod SPLIT)/N`; `intd/` and `todo/` are flat (no
 //! big-todo), as in notqmail, so a queue written by either is the same layout.

@@ -1,4 +1,4 @@
-//! qmail-queue: puts one message into the queue, crash-safely (queue.md §1, §4).
+//! qmail-queue: puts one message into the queue, crash-safely (qmail-queue(8)).
 //!
 //! The message comes on fd 0, then the envelope on fd 1. Exit 0 is the promise that
 //! both are on disk: the message file and the envelope are fsynced, and so are the
@@ -16,7 +16,7 @@ use std::os::fd::FromRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-/// The exit codes of queue.md §1.5 that qmail-queue itself produces.
+/// The exit codes of qmail-queue(8) that qmail-queue itself produces.
 pub mod code {
     pub const ADDR_TOO_LONG: i32 = 11;
     pub const NOMEM: i32 = 51;
@@ -141,7 +141,8 @@ fn queue(made: &mut Made, ids: &Ids, uid: u32, pid: u32, start: i64) -> Result<(
     // carry both (qmail syncs the message before making intd/).
     mess.sync_all().map_err(|_| code::WRITE)?;
     intd.sync_all().map_err(|_| code::WRITE)?;
-    // The mess/ name must be durable no later than the todo/ one (queue.md §4.1).
+    // The mess/ name must be durable no later than the todo/ one: after a crash,
+    // qmail-send would find todo/N without the message it promises.
     sync_dir(&format!("mess/{}", n % queuedir::SPLIT)).map_err(|_| code::WRITE)?;
 
     std::fs::hard_link(&intdname, queuedir::flat_name("todo", n)).map_err(|_| code::TODO)?;
@@ -193,7 +194,9 @@ fn copy_message(head: &[u8], mut out: &File) -> Result<(), i32> {
     out.write_all(&buf[..filled]).map_err(|_| code::WRITE)
 }
 
-/// Copies the envelope (queue.md §1.2) into the todo format (§3.3), checking it.
+/// Copies the envelope into the todo format, checking it. qmail-queue(8)'s envelope is
+/// `F` sender NUL, then `T` recipient NUL for each recipient, then a NUL; the todo file
+/// is `u` uid NUL `p` pid NUL, then the same records without the final NUL.
 fn copy_envelope(input: &mut impl BufRead, out: &File, uid: u32, pid: u32) -> Result<(), i32> {
     let mut out = BufWriter::with_capacity(4096, out);
     let w = |r: io::Result<()>| r.map_err(|_| code::WRITE);

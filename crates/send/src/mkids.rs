@@ -1,5 +1,6 @@
 //! qmail-mkids: resolves the qmail users and groups once, at install time, into
-//! `control/ids` (ARCHITECTURE rule 7).
+//! `control/ids`, which every other program reads instead of looking users up (qmail
+//! compiled them in at build time, from conf-users and conf-groups).
 //!
 //! It parses passwd and group files itself (no NSS in static binaries); `-P` and `-G`
 //! name other files, so tests resolve test users without touching /etc/passwd.

@@ -1,5 +1,5 @@
 //! qmail-mkqueue: creates, repairs or checks the directories of an instance with the
-//! owners and modes of queue.md §3.2, from the ids in `control/ids`.
+//! owners and modes qmail 1.03's `hier.c` gives them, from the ids in `control/ids`.
 //!
 //! `make install` and `make run` call it; running it again is harmless and puts right
 //! any owner or mode that drifted. With `-c` it changes nothing and reports.
@@ -112,7 +112,8 @@ pub fn make(home: &Path, e: &Entry) -> io::Result<()> {
         match e.kind {
             Kind::Dir => std::fs::create_dir(&path)?,
             Kind::File => {
-                // tcpto is qmail-remote's 1024-byte table of timeouts (remote.md §5).
+                // tcpto is qmail-remote's table of hosts that timed out: 1024 zero
+                // bytes, as qmail's hier.c makes it.
                 let size = if e.path.ends_with("tcpto") { 1024 } else { 0 };
                 std::fs::write(&path, vec![0u8; size])?
             }

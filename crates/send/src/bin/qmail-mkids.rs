@@ -1,4 +1,4 @@
-//! qmail-mkids [-1] [-P passwd] [-G group] [home]: see send::mkids.
+//! `qmail-mkids [-1] [-P passwd] [-G group] [home]`: see send::mkids.
 use qmail::getopt::{Getopt, Opt};
 use send::mkids::{ids, write, Source};
 use std::path::PathBuf;

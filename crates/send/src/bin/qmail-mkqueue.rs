@@ -1,4 +1,4 @@
-//! qmail-mkqueue [-c] [home]: see send::mkqueue.
+//! `qmail-mkqueue [-c] [home]`: see send::mkqueue.
 use qmail::getopt::{Getopt, Opt};
 use std::path::PathBuf;
 
