@@ -162,3 +162,38 @@ impl Conn {
         Ok(Line::Ok(line))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn lines_limits_and_deadline() {
+        let (r, w) = crate::fd::pipe().unwrap();
+        let (out_r, out_w) = crate::fd::pipe().unwrap();
+        let mut w = std::fs::File::from(w);
+        w.write_all(b"one\r\ntwo\nbare\rcr\r\n").unwrap();
+        w.write_all(&[b'x'; 5000]).unwrap();
+        w.write_all(b"\r\nafter\r\n").unwrap();
+        let mut c = Conn::new(r.as_raw_fd(), out_w.as_raw_fd(), Duration::from_millis(100));
+        let next = |c: &mut Conn| match c.line(1000) {
+            Ok(Line::Ok(l)) => Ok(Some(l)),
+            Ok(Line::TooLong) => Ok(None),
+            Err(e) => Err(e),
+        };
+        assert_eq!(next(&mut c).unwrap().unwrap(), b"one");
+        assert_eq!(next(&mut c).unwrap().unwrap(), b"two");
+        assert_eq!(next(&mut c).unwrap().unwrap(), b"bare\rcr");
+        assert!(next(&mut c).unwrap().is_none(), "5000 bytes are too long");
+        assert_eq!(next(&mut c).unwrap().unwrap(), b"after");
+        c.reply(b"250 ok");
+        assert!(matches!(next(&mut c), Err(End::Timeout)));
+        drop(w);
+        assert!(matches!(next(&mut c), Err(End::Eof)));
+        let mut got = [0u8; 8];
+        std::io::Read::read_exact(&mut std::fs::File::from(out_r), &mut got).unwrap();
+        assert_eq!(&got, b"250 ok\r\n", "replies are flushed before the next read");
+    }
+}

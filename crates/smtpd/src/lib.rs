@@ -3,7 +3,7 @@
 //!
 //! It runs under tcpserver as qmaild, one process per connection, and hands each
 //! message to qmail-queue (or `$QMAILQUEUE`). The dialogue, replies and control files
-//! are qmail-smtpd's (shared/reference/smtp-auth.md for AUTH); what rqmail adds:
+//! are qmail-smtpd's (qmail-smtpd(8), RFC 4954 for AUTH); what rqmail adds:
 //!
 //! - a missing control/rcpthosts refuses every recipient that does not relay (qmail
 //!   accepted them all);
@@ -26,6 +26,8 @@ pub mod addr;
 pub mod auth;
 pub mod control;
 pub mod data;
+#[cfg(test)]
+mod dialogue_tests;
 pub mod origin;
 pub mod smtp;
 
@@ -39,10 +41,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ! {
         let at = info
             .location()
             .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("qmail-smtpd: internal error{at}\n").as_bytes(),
-        );
+        qmail::log::line(&format!("qmail-smtpd: internal error{at}"));
     }));
     let home = qmail::home::home();
     let fail = || -> ! {

@@ -688,8 +688,7 @@ impl Session {
 /// [`qmail::log`] first.
 pub fn log(line: &str) {
     let sep = if line.starts_with('[') { "" } else { ": " };
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(format!("qmail-smtpd{sep}{line}\n").as_bytes());
+    qmail::log::line(&format!("qmail-smtpd{sep}{line}"));
 }
 
 #[cfg(test)]
