@@ -215,7 +215,7 @@ def open_dir():
 # --- a temporary QMAILHOME with a real queue -------------------------------------
 
 # Test ids: as root the queue is owned by these numeric users, which exist in no
-# passwd file; qmail-mkids reads them from a test copy (ARCHITECTURE rule 7).
+# passwd file; qmail-mkids reads them from a test copy into control/ids.
 TEST_USERS = {"alias": 7790, "qmaild": 7791, "qmaill": 7792, "root": 0, "qmailp": 7794,
               "qmailq": 7795, "qmailr": 7796, "qmails": 7797, "qmailtls": 7798}
 # The TLS engine's user has a group of its own (7798, as make install's qmailtls).
@@ -264,13 +264,15 @@ class QHome:
             return {}
         return {"user": self.users["qmailq"], "group": TEST_GROUPS["qmail"], "extra_groups": []}
 
-    def queue(self, message, envelope, as_qmailq=True, timeout=60, **env):
+    def queue(self, message, envelope, as_qmailq=True, timeout=60, preexec_fn=None, **env):
         """Runs qmail-queue with the message on fd 0 and the envelope on fd 1 (written
-        by a thread, since qmail-queue reads it only after the message)."""
+        by a thread, since qmail-queue reads it only after the message); `preexec_fn`
+        sets up the caller's state at exec."""
         import threading
         r, w = os.pipe()
         p = subprocess.Popen([str(self.path / "bin" / "qmail-queue")], stdin=subprocess.PIPE, stdout=r,
-                             env=self.env(**env), **(self.as_qmailq() if as_qmailq else {}))
+                             env=self.env(**env), preexec_fn=preexec_fn,
+                             **(self.as_qmailq() if as_qmailq else {}))
         os.close(r)
 
         def feed():

@@ -247,31 +247,6 @@ def test_a_caller_cannot_switch_off_the_death_alarm(qhome):
     assert qhome.files("todo") == [] and qhome.files("intd") == []
 
 
-def queue_as(h, message, envelope, preexec_fn):
-    """qhome.queue with a preexec_fn: the caller's state at exec."""
-    r, w = os.pipe()
-    p = subprocess.Popen([str(h.path / "bin/qmail-queue")], stdin=subprocess.PIPE, stdout=r,
-                         env=h.env(), preexec_fn=preexec_fn, **h.as_qmailq())
-    os.close(r)
-
-    def feed():
-        try:
-            with open(w, "wb") as f:
-                f.write(envelope)
-        except OSError:
-            pass
-    t = threading.Thread(target=feed)
-    t.start()
-    try:
-        p.stdin.write(message)
-        p.stdin.close()
-    except BrokenPipeError:
-        pass
-    rc = p.wait(60)
-    t.join()
-    return rc
-
-
 @pytest.mark.parametrize("message,envelope", [
     (b"m" * 100000, ENV1),                                                 # mess/ too big
     (b"small\n", b"Fa\0" + b"".join(b"Tr%04d@example.net\0" % i for i in range(1000)) + b"\0"),  # intd/
@@ -284,7 +259,7 @@ def test_a_low_file_size_limit_is_a_write_error(qhome, message, envelope):
     def limited():
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
-    assert queue_as(qhome, message, envelope, limited) == 53
+    assert qhome.queue(message, envelope, preexec_fn=limited) == 53
     assert leftovers(qhome) == NOTHING
     # The same message without the limit is queued.
     assert qhome.queue(message, envelope) == 0

@@ -495,7 +495,7 @@ pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRea
         return Err(Failure::perm("no recipients"));
     }
     let mut out = if opts.queue {
-        Out::Queue(Queue::open(home).map_err(|_| Failure::temp(qmail::queueclient::exec_failure().text))?)
+        Out::Queue(Queue::open(home).map_err(|_| qmail::queueclient::exec_failure())?)
     } else {
         Out::Print(io::BufWriter::new(io::stdout()))
     };
@@ -532,10 +532,7 @@ pub fn inject(home: &Path, s: &Settings, opts: &Options, input: &mut impl BufRea
             for r in &rcpts {
                 q.to(r);
             }
-            q.close().map_err(|r| Failure {
-                permanent: r.permanent,
-                text: r.text,
-            })
+            q.close()
         }
     }
 }

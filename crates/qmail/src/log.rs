@@ -1,7 +1,19 @@
-//! Log fields that hold bytes from outside (a client's user name, an address, a PTR
+//! Log lines, and the fields in them that hold bytes from outside (a client's user name, an address, a PTR
 //! or ident reply): each byte that could end the line or the field becomes `?`, so a
 //! hostile value cannot forge a second line or a field of its own, and log
 //! analysers (fail2ban, qmailanalog) read exactly the fields the program wrote.
+
+/// Writes `text` and a newline on stderr in one write, so lines from the processes
+/// that share a log pipe never interleave. The line can only end here: a CR, LF or
+/// NUL inside `text` (an outside value that missed [`field`]) becomes `?`.
+pub fn line(text: &str) {
+    let mut b: Vec<u8> = text
+        .bytes()
+        .map(|c| if matches!(c, b'\r' | b'\n' | 0) { b'?' } else { c })
+        .collect();
+    b.push(b'\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), &b);
+}
 
 /// `value` made safe for one log field: bytes outside printable ASCII (33..=126),
 /// and each byte in `also` (the field's own delimiters), become `?`; more than `max`

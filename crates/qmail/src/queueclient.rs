@@ -29,13 +29,9 @@ pub struct Queue {
     failed: bool,
 }
 
-/// Why the message was not queued, as qmail's client reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub permanent: bool,
-    /// Without the leading D/Z, e.g. `qq write error or disk full (#4.3.0)`.
-    pub text: String,
-}
+/// Why the message was not queued, as qmail's client reports it: the text without
+/// the leading D/Z, e.g. `qq write error or disk full (#4.3.0)`.
+pub type Refusal = crate::exit::Failure;
 
 impl Queue {
     /// Starts the queue program. The caller writes the message, then calls
@@ -221,20 +217,14 @@ pub fn exec_failure() -> Refusal {
 }
 
 fn temp(text: &str) -> Refusal {
-    Refusal {
-        permanent: false,
-        text: text.into(),
-    }
+    Refusal::temp(text)
 }
 
 fn perm(text: &str) -> Refusal {
-    Refusal {
-        permanent: true,
-        text: text.into(),
-    }
+    Refusal::perm(text)
 }
 
-/// qmail's table of exit codes (queue.md §1.5); `custom` is what the program wrote on
+/// qmail's table of exit codes (qmail-queue(8), qmail.c); `custom` is what the program wrote on
 /// its error descriptor, used for 82 and 88 when it says D… or Z….
 pub fn refusal(code: i32, custom: &[u8]) -> Option<Refusal> {
     Some(match code {

@@ -1,5 +1,5 @@
 //! SMTP AUTH's back end: which checkpassword program verifies which mechanism, decided
-//! from qmail-smtpd's arguments (smtp-auth.md §6) so that every run line in the field
+//! from qmail-smtpd's arguments, the way each AUTH patch family reads them, so that every run line in the field
 //! means what its admin meant and none becomes an open relay, and the run of that
 //! program with the credentials on fd 3.
 //!

@@ -18,6 +18,7 @@
 use crate::config;
 use crate::fdio::{self, Fd};
 use crate::relay::{self, Failure};
+use qmail::exit::{PERMANENT, TEMPORARY};
 use qmail::getopt::{Getopt, Opt};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -53,11 +54,11 @@ pub fn run(args: Vec<OsString>) -> ! {
         ca.or_else(|| std::env::var_os("CAFILE").map(PathBuf::from))
             .unwrap_or(SYSTEM_ROOTS.into())
     });
-    let tls = config::client(ca.as_deref()).unwrap_or_else(|e| die(111, &e));
+    let tls = config::client(ca.as_deref()).unwrap_or_else(|e| die(TEMPORARY, &e));
     let server = rustls::pki_types::ServerName::try_from(name.clone())
-        .unwrap_or_else(|_| die(100, &format!("invalid server name: {name}")));
+        .unwrap_or_else(|_| die(PERMANENT, &format!("invalid server name: {name}")));
     let mut conn = rustls::Connection::Client(
-        rustls::ClientConnection::new(tls, server).unwrap_or_else(|e| die(111, &e.to_string())),
+        rustls::ClientConnection::new(tls, server).unwrap_or_else(|e| die(TEMPORARY, &e.to_string())),
     );
     // SAFETY: setting a signal disposition; EPIPE is handled where writes happen.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -65,9 +66,9 @@ pub fn run(args: Vec<OsString>) -> ! {
     match relay::handshake(&mut conn, net_r, net_w, Instant::now() + Duration::from_secs(timeout)) {
         Ok(()) => {}
         Err(Failure::Tls(e @ rustls::Error::InvalidCertificate(_))) => {
-            die(100, &format!("certificate of {name} refused: {e}"))
+            die(PERMANENT, &format!("certificate of {name} refused: {e}"))
         }
-        Err(e) => die(111, &format!("TLS handshake with {name} failed: {e}")),
+        Err(e) => die(TEMPORARY, &format!("TLS handshake with {name} failed: {e}")),
     }
     if let Some(fd) = notify {
         let _ = fdio::write_all(fd, &config::info_string(&config::session_info(&conn)));
@@ -75,10 +76,10 @@ pub fn run(args: Vec<OsString>) -> ! {
     }
     let (app_r, app_w) = match (Fd::own(fdr), Fd::own(fdw)) {
         (Ok(r), Ok(w)) => (r, w),
-        (Err(e), _) | (_, Err(e)) => die(111, &format!("bad descriptor: {}", qmail::errstr::io_str(&e))),
+        (Err(e), _) | (_, Err(e)) => die(TEMPORARY, &format!("bad descriptor: {}", qmail::errstr::io_str(&e))),
     };
     match relay::relay(&mut conn, net_r, net_w, app_r, app_w) {
         Ok(()) => std::process::exit(0),
-        Err(e) => die(111, &format!("session with {name} ended: {e}")),
+        Err(e) => die(TEMPORARY, &format!("session with {name} ended: {e}")),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! qmail-smtpd, qmail-popup and qmail-remote never see a key or a TLS record. They
 //! speak plaintext over pipes to one small engine process, which does the
-//! cryptography under its own uid (shared/reference/ucspi-tls.md):
+//! cryptography under its own uid (the UCSPI-TLS protocol, ucspi-tls(2)):
 //!
 //! - [`server`]: `ucspi-tlsd`, in front of an application under tcpserver; STARTTLS and
 //!   STLS through the control socket (`SSLCTLFD`, `Y`/`y`), or implicit TLS (`-i`) for

@@ -86,7 +86,7 @@ fn options(args: Vec<OsString>) -> Options {
 }
 
 fn die(msg: &str) -> ! {
-    qmail::exit::die(PROG, 111, msg)
+    qmail::exit::die(PROG, qmail::exit::TEMPORARY, msg)
 }
 
 fn env_id(env: &Env, name: &str) -> Option<u32> {
@@ -323,10 +323,12 @@ fn implicit(o: &Options, mut env: Env, tls: std::sync::Arc<rustls::ServerConfig>
     for v in ["SSLCTLFD", "SSLREADFD", "SSLWRITEFD"] {
         env.unset(v);
     }
-    // SAFETY: dup2 onto fd 0 and 1, replacing the socket, which the engine holds.
-    unsafe {
-        libc::dup2(to_app_r, 0);
-        libc::dup2(to_engine_w, 1);
+    // Replacing the socket on 0 and 1, which the engine holds.
+    if qmail::fd::place(to_app_r, 0)
+        .and_then(|()| qmail::fd::place(to_engine_w, 1))
+        .is_err()
+    {
+        die("unable to set up descriptors");
     }
     fdio::close(to_app_r);
     fdio::close(to_engine_w);

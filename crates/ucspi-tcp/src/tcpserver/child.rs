@@ -46,7 +46,7 @@ pub fn run(o: &Options, conn: TcpStream, peer: SocketAddr, resolver: &dns::Resol
     log.info(&format!("pid {} from {remote_ip}", std::process::id()));
     let fatal = |what: String| -> ! {
         log.warning(&format!("dropping connection, {what}"));
-        std::process::exit(111)
+        std::process::exit(qmail::exit::TEMPORARY)
     };
     if !o.keep_ip_options && real(peer.ip()).is_ipv4() {
         // SAFETY: a null option buffer of length 0 clears the socket's IP options.
@@ -144,17 +144,13 @@ pub fn run(o: &Options, conn: TcpStream, peer: SocketAddr, resolver: &dns::Resol
         remote.port
     ));
     if denied {
-        std::process::exit(100);
+        std::process::exit(qmail::exit::PERMANENT);
     }
 
     let fd = conn.as_raw_fd();
     for target in [0, 1] {
-        // SAFETY: fd is open; 0 and 1 are replaced on purpose, nothing else holds them.
-        if unsafe { libc::dup2(fd, target) } < 0 {
-            fatal(format!(
-                "unable to set up descriptors: {}",
-                io_str(&io::Error::last_os_error())
-            ));
+        if let Err(e) = qmail::fd::place(fd, target) {
+            fatal(format!("unable to set up descriptors: {}", io_str(&e)));
         }
     }
     drop(conn);

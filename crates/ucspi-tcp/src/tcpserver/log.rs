@@ -2,8 +2,6 @@
 //! analysers keep parsing them. Each line is one write, so lines from the parent and
 //! its children never interleave within a line.
 
-use std::io::Write;
-
 /// Verbosity: 0 prints nothing at all, 1 errors and warnings, 2 everything.
 #[derive(Clone, Copy, Debug)]
 pub struct Log(pub u8);
@@ -11,7 +9,7 @@ pub struct Log(pub u8);
 impl Log {
     fn line(&self, min: u8, text: &str) {
         if self.0 >= min {
-            let _ = std::io::stderr().write_all(format!("tcpserver: {text}\n").as_bytes());
+            qmail::log::line(&format!("tcpserver: {text}"));
         }
     }
 

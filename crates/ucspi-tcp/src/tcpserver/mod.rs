@@ -25,16 +25,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let o = match Options::parse(args, |n| std::env::var(n).ok()) {
         Ok(o) => o,
         Err(refused) => {
-            let mut msg = String::new();
             if let Some(c) = refused.complaint {
-                msg += &format!("tcpserver: {c}\n");
+                qmail::log::line(&format!("tcpserver: {c}"));
             }
             if let Some(f) = refused.fatal {
-                msg += &format!("tcpserver: fatal: {f}\n");
+                qmail::log::line(&format!("tcpserver: fatal: {f}"));
             }
-            msg += &format!("tcpserver: {USAGE}\n");
-            let _ = std::io::stderr().write_all(msg.as_bytes());
-            return 100;
+            qmail::log::line(&format!("tcpserver: {USAGE}"));
+            return qmail::exit::PERMANENT;
         }
     };
     let log = Log(o.verbosity);
