@@ -25,5 +25,7 @@
 
 pub mod mkids;
 pub mod mkqueue;
+pub mod qmail_send;
 pub mod qread;
 pub mod qstat;
+pub mod spawn;

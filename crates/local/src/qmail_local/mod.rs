@@ -1,0 +1,1 @@
+//! qmail-local (being written).

@@ -1,0 +1,1 @@
+//! The tools of .qmail files and admins (being written).

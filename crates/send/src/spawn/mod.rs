@@ -1,0 +1,1 @@
+//! qmail-start, qmail-lspawn, qmail-rspawn, qmail-clean (being written).
