@@ -57,12 +57,8 @@ fn connect_from(local: SocketAddr, remote: SocketAddr, timeout: Duration) -> Opt
         Err(_) => return None,
     }
     let stream = TcpStream::from(fd);
-    let mut fds = [nix::poll::PollFd::new(
-        std::os::fd::AsFd::as_fd(&stream),
-        nix::poll::PollFlags::POLLOUT,
-    )];
-    let ms = nix::poll::PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).ok()?;
-    if nix::poll::poll(&mut fds, ms).ok()? == 0 || stream.take_error().ok()?.is_some() {
+    let deadline = std::time::Instant::now() + timeout;
+    if !qmail::fd::wait(stream.as_raw_fd(), libc::POLLOUT, deadline).ok()? || stream.take_error().ok()?.is_some() {
         return None;
     }
     stream.set_nonblocking(false).ok()?;
