@@ -114,9 +114,15 @@ def test_make_run_serves_and_queues():
 
 @pytest.mark.parametrize("run", sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("etc/*/qmail-*/run")))
 def test_run_scripts(run):
-    """The daemontools and runit scripts: valid sh, the seeds' softlimit, TLS in front."""
+    """The daemontools and runit scripts: valid sh, the seeds' softlimit, TLS in front;
+    qmail-send's as Life with qmail's (qmail-start with PATH and the default delivery)."""
     text = (ROOT / run).read_text()
     assert subprocess.run(["sh", "-n", str(ROOT / run)]).returncode == 0
+    assert os.access(ROOT / run, os.X_OK) and os.access((ROOT / run).parent / "log/run", os.X_OK)
+    if "/qmail-send/" in run:
+        assert 'env - PATH="/var/qmail/bin:$PATH"' in text and "qmail-start" in text
+        assert "control/defaultdelivery" in text and "./Maildir/" in text
+        return
     assert "softlimit -m 2000000 /usr/local/bin/tcpserver" in text and "ucspi-tlsd" in text
     assert os.access(ROOT / run, os.X_OK) and os.access((ROOT / run).parent / "log/run", os.X_OK)
     assert ("SMTPAUTH=\"!\"" in text) == ("submission" in run) and ("-i -u" in text) == ("smtps" in run)
