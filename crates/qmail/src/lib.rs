@@ -53,3 +53,4 @@ pub mod rules;
 pub mod secret;
 pub mod signals;
 pub mod ucspitls;
+pub mod userlookup;
