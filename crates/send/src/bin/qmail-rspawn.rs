@@ -1,0 +1,5 @@
+//! qmail-rspawn: runs qmail-remote for qmail-send.
+
+fn main() {
+    std::process::exit(send::spawn::rspawn::main())
+}
