@@ -5,7 +5,7 @@ TARGET ?= x86_64-unknown-linux-musl
 PROGRAMS_BASE = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail-mkids qmail-inject sendmail qmail-qstat qmail-qread checkpassword checkpassword-users ucspi-tlsd ucspi-tlsc qmail-smtpd
 # The delivery side: the scheduler and its helpers (crates/send), local delivery and
 # the tools .qmail files use (crates/local).
-PROGRAMS_SEND = qmail-start qmail-lspawn qmail-rspawn qmail-clean
+PROGRAMS_SEND = qmail-start qmail-lspawn qmail-rspawn qmail-clean qmail-send
 PROGRAMS_LOCAL = qmail-local
 PROGRAMS = $(PROGRAMS_BASE) $(PROGRAMS_SEND) $(PROGRAMS_LOCAL)
 TESTPROGS = envprobe connbench queuebench maxrss tlsbenchapp

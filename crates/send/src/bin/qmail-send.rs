@@ -1,0 +1,4 @@
+//! qmail-send: see send::qmail_send.
+fn main() {
+    std::process::exit(send::qmail_send::main());
+}
