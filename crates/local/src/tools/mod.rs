@@ -25,7 +25,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 
+pub mod bouncesaying;
+pub mod condredirect;
+pub mod except;
+pub mod forward;
 pub mod newu;
+pub mod preline;
 pub mod pw2u;
 
 /// The buffer every tool streams the message through.
