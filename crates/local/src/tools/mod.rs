@@ -29,6 +29,8 @@ pub mod bouncesaying;
 pub mod condredirect;
 pub mod except;
 pub mod forward;
+pub mod maildir2mbox;
+pub mod maildirmake;
 pub mod newu;
 pub mod preline;
 pub mod pw2u;
