@@ -6,7 +6,7 @@ PROGRAMS_BASE = tcpserver tcprules tcprulescheck qmail-queue qmail-mkqueue qmail
 # The delivery side: the scheduler and its helpers (crates/send), local delivery and
 # the tools .qmail files use (crates/local).
 PROGRAMS_SEND = qmail-start qmail-lspawn qmail-rspawn qmail-clean qmail-send
-PROGRAMS_LOCAL = qmail-local
+PROGRAMS_LOCAL = qmail-local qmail-newu qmail-pw2u preline forward condredirect bouncesaying except maildirmake maildir2mbox
 PROGRAMS = $(PROGRAMS_BASE) $(PROGRAMS_SEND) $(PROGRAMS_LOCAL)
 TESTPROGS = envprobe connbench queuebench maxrss tlsbenchapp
 PREFIX ?= /usr/local
