@@ -615,3 +615,43 @@ def test_full_disk_is_temporary_and_leaves_nothing(small_tmpfs):
     # The space came back: both work again.
     (home.path / ".qmail").unlink()
     assert home.run() == (0, b"did 1+0+0\n")
+
+
+# --- a real reader -------------------------------------------------------------------
+
+def dovecot_pop3(home, location, commands):
+    """Dovecot's pop3 run preauthenticated as the user (USER and HOME set, as after a
+    login), on `location`; the replies with CRLF made LF."""
+    pop3 = Path("/usr/lib/dovecot/pop3")
+    need(pop3.exists(), "Dovecot's pop3 (dovecot-pop3d)")
+    d = home.base / "dovecot"
+    for sub in ("", "run", "state"):
+        (d / sub).mkdir(mode=0o755, exist_ok=True)
+        own(d / sub)
+    conf = d / "dovecot.conf"
+    conf.write_text(f"base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = /dev/stderr\n")
+    r = subprocess.run([str(pop3), "-c", str(conf), "-o", f"mail_uid={UID}", "-o", f"mail_gid={GID}",
+                        "-o", f"mail_location={location}"], input=commands, capture_output=True, timeout=30,
+                       env={"USER": "joe", "HOME": str(home.path), "PATH": "/usr/bin:/bin"}, **as_user())
+    assert r.returncode == 0, r
+    return r.stdout.replace(b"\r\n", b"\n")
+
+
+def test_dovecot_reads_the_maildir_and_the_mbox(home):
+    home.dotqmail(".qmail", "./Maildir/\n./Mailbox\n")
+    second = b"Subject: two\n\nFrom here\nlast line"
+    assert home.run() == (0, b"did 2+0+0\n")
+    assert home.run(second) == (0, b"did 2+0+0\n")
+    cmds = b"list\r\nretr 1\r\nretr 2\r\nquit\r\n"
+    one, two = RP + DT + MSG, RP + DT + second + b"\n"
+    out = dovecot_pop3(home, f"maildir:{home.path}/Maildir", cmds)
+    assert out.count(b"\n.\n") == 3 and b"+OK 2 messages" in out, out
+    got = sorted(out.split(b"octets\n")[1:])
+    assert [g.split(b".\n")[0] for g in got] == sorted([one, two]), out
+    # Dovecot shows an mbox message without its From_ line and the blank line after
+    # it, and leaves >From quoting as written.
+    out = dovecot_pop3(home, f"mbox:{home.path}/mail:INBOX={home.path}/Mailbox", cmds)
+    assert b"+OK 2 messages" in out, out
+    parts = [p.split(b"\n.\n")[0] + b"\n" for p in out.split(b"octets\n")[1:]]
+    quoted = RP + DT + b"From: bob@example.com\nSubject: hello\n\nbody line\n>From the start\n>>From quoted\n"
+    assert parts == [quoted, RP + DT + b"Subject: two\n\n>From here\nlast line\n"], out
