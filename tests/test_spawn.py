@@ -494,3 +494,30 @@ def test_start_adds_qmail_todo_when_installed(home):
     assert sorted(todo["fds"], key=int) == ["0", "1", "2", "3"]
     assert send["replies"]["7"] == "qmail-todo got hello 7\n"
     assert todo["clean said"] == "qmail-clean got todo asks clean\n"
+
+
+def test_spawns_run_under_softlimit(home):
+    """The seeds' memory limit: the spawns, their delivery children and qmail-clean
+    all work under `softlimit -m 2000000` (qmail-local is the static envprobe here)."""
+    from conftest import PROBE, parse_probe
+    need(Path("/usr/bin/softlimit").exists(), "daemontools' softlimit")
+    need(Path(PROBE).exists(), "envprobe (make)")
+    (home.path / "bin" / "qmail-local").unlink()
+    (home.path / "bin" / "qmail-local").symlink_to(PROBE)
+    limit = ["softlimit", "-m", "2000000"]
+    env = {"QMAILHOME": str(home.path), "QMAIL_PASSWD": str(home.passwd), "PATH": "/usr/bin:/bin"}
+    d = Driver(limit + [BIN / "qmail-lspawn", "./Maildir/"], env)
+    assert d.handshake() == bytes([120])
+    text = d.deliver(b"joe-x@host")
+    assert text.startswith(b"K"), text
+    p = parse_probe(text[1:])
+    assert p["Uid"][:2] == [str(JOE_UID)] * 2 and p["Groups"] == [str(JOE_GID)] and p["END"]
+    assert p["CWD"] == str(home.path) and p["LIMIT_AS"] != "unlimited"
+    assert d.close() == 0
+    d = Driver(limit + [BIN / "qmail-rspawn"], env, **as_user(home, "qmailr"))
+    assert d.handshake() == bytes([120])
+    assert d.deliver(b"x@example.net").startswith(b"Zremote delivery is not built yet")
+    assert d.close() == 0
+    r = subprocess.run(limit + [str(BIN / "qmail-clean")], input=b"todo/1\0", capture_output=True, env=env,
+                       timeout=20, **as_user(home, "qmailq"))
+    assert (r.stdout, r.returncode) == (b"+", 0)
