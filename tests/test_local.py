@@ -78,17 +78,17 @@ class Home:
         env.update(extra)
         return env
 
-    def start(self, msg=MSG, env=None, **kw):
+    def start(self, msg=MSG, env=None, cwd=None, **kw):
         f = tempfile.TemporaryFile()
         f.write(msg)
         f.seek(0)
         p = subprocess.Popen(self.argv(**kw), stdin=f, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             env=env or self.env(), start_new_session=True, **as_user())
+                             env=env or self.env(), start_new_session=True, cwd=cwd, **as_user())
         f.close()
         return p
 
-    def run(self, msg=MSG, env=None, timeout=60, **kw):
-        p = self.start(msg, env, **kw)
+    def run(self, msg=MSG, env=None, timeout=60, cwd=None, **kw):
+        p = self.start(msg, env, cwd, **kw)
         try:
             out, _ = p.communicate(timeout=timeout)
         finally:
@@ -241,6 +241,31 @@ def test_mbox_waits_for_a_dotlock(home):
     assert (home.path / "Mailbox").read_bytes().startswith(b"From bob@example.com ")
 
 
+def test_mbox_in_a_spool_the_user_cannot_write_waits_for_a_readers_dotlock(home, open_dir):
+    """A /var/mail-like directory (root's, 0755): the user can make no PATH.lock, but
+    one that a setgid-mail reader made is waited for; fcntl is still taken."""
+    need_root("a directory the user cannot write")
+    spool = open_dir / "spool"
+    spool.mkdir(mode=0o755)
+    mbox = spool / "joe"
+    mbox.write_bytes(b"")
+    own(mbox)
+    mbox.chmod(0o600)
+    lock = spool / "joe.lock"
+    lock.write_bytes(b"")
+    p = home.start(default=f"{mbox}\n")
+    try:
+        time.sleep(1.5)
+        assert p.poll() is None and mbox.read_bytes() == b""
+        lock.unlink()
+        out, _ = p.communicate(timeout=10)
+    finally:
+        stop(p)
+    assert (p.returncode, out) == (0, b"did 1+0+0\n")
+    assert mbox.read_bytes().startswith(b"From bob@example.com ")
+    assert sorted(x.name for x in spool.iterdir()) == ["joe"]
+
+
 def test_mbox_lock_held_30_seconds_is_temporary(home):
     home.dotqmail(".qmail", "./Mailbox\n")
     mbox = home.path / "Mailbox"
@@ -346,6 +371,18 @@ def test_forward_envelope_and_message(home, capture):
     assert rc == 0 and re.fullmatch(rb"did 0\+2\+0\nqp \d+\n", out), out
     assert (d / "msg").read_bytes() == DT + MSG
     assert (d / "env").read_bytes() == b"Fbob@example.com\0Tone@example.net\0Ttwo@example.net\0\0"
+
+
+def test_forward_with_a_relative_qmailhome(home, capture):
+    """bin/qmail-queue of a QMAILHOME named relative to where qmail-local started,
+    though it has changed to the user's home by the time it forwards."""
+    d, env = capture
+    (home.qhome / "bin").mkdir(mode=0o755)
+    os.symlink(env["QMAILQUEUE"], home.qhome / "bin" / "qmail-queue")
+    home.dotqmail(".qmail", "&a@example.net\n")
+    rc, out = home.run(env=home.env(QMAILHOME="qhome"), cwd=home.base)
+    assert rc == 0 and out.startswith(b"did 0+1+0\nqp "), out
+    assert (d / "env").read_bytes() == b"Fbob@example.com\0Ta@example.net\0\0"
 
 
 def test_forward_sender_from_owner_files(home, capture):

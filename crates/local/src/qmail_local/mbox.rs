@@ -7,8 +7,9 @@
 //! - a dot-lock `PATH.lock`, made by link() from a unique file so it also works on
 //!   NFS (mutt's mutt_dotlock, Dovecot's `mbox_write_locks = dotlock fcntl`, procmail
 //!   and liblockfile agree on it); one older than 5 minutes is stale and removed,
-//!   as liblockfile does. A directory where the user cannot create files (a
-//!   `/var/mail` writable only by group mail) gets no dot-lock;
+//!   as liblockfile does. In a directory where the user cannot create files (a
+//!   `/var/mail` writable only by group mail) a dot-lock someone else holds is
+//!   waited for, but none is made;
 //! - an fcntl() write lock on the whole file (mutt's default, Dovecot's
 //!   `mbox_read_locks = fcntl`).
 //!
@@ -77,6 +78,15 @@ pub fn dotlock(mbox: &Path, deadline: Instant) -> Result<Option<DotLock>, Failur
         {
             Ok(mut f) => {
                 let _ = writeln!(f, "{}", std::process::id());
+            }
+            // We cannot lock here, but a reader that can (mutt_dotlock, setgid mail)
+            // may hold the lock: wait for it to go, then deliver under fcntl alone.
+            Err(_) if std::fs::symlink_metadata(&lock).is_ok() => {
+                if Instant::now() >= deadline {
+                    return Err(slow_lock());
+                }
+                std::thread::sleep(RETRY);
+                continue;
             }
             Err(_) => return Ok(None),
         }
@@ -367,6 +377,30 @@ mod tests {
         )
         .unwrap();
         assert!(!d.join("Mailbox.lock").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_dotlock_we_could_not_have_made_is_still_waited_for() {
+        // As root every directory is writable: this needs a user who cannot write.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("nodotlock");
+        std::fs::write(d.join("Mailbox"), "").unwrap();
+        std::fs::write(d.join("Mailbox.lock"), "").unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let p = d.join("Mailbox");
+        let r = deliver_with(
+            p.as_os_str().as_bytes(),
+            &mut message(b"x\n"),
+            &fields(),
+            Duration::from_millis(300),
+        );
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(r.unwrap_err(), slow_lock());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

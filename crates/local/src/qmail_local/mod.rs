@@ -528,7 +528,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         let _ = std::io::stderr().write_all(format!("{USAGE}\n").as_bytes());
         return qmail::exit::PERMANENT;
     };
-    let result = Settings::load(qmail::home::home()).and_then(|settings| {
+    // qmail-local changes to the user's home before it queues a forward.
+    let qmailhome = qmail::home::home();
+    let qmailhome = match std::env::current_dir() {
+        Ok(cwd) if qmailhome.is_relative() => cwd.join(qmailhome),
+        _ => qmailhome,
+    };
+    let result = Settings::load(qmailhome).and_then(|settings| {
         let mut msg = Message::stdin();
         let mut out = std::io::stdout().lock();
         run(&inv, &settings, &mut msg, &mut out)
