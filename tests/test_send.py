@@ -77,12 +77,25 @@ class Rig:
         self.proc = None
         self.threads = []
 
+    def again(self):
+        """Another qmail-send (not started) on the same home, with stand-ins of its own."""
+        r = Rig.__new__(Rig)
+        r.__dict__.update(self.__dict__)
+        r.deliveries, r.cleans, r.log_lines, r.log_times = [], [], [], []
+        r.lock = threading.Lock()
+        r.proc, r.threads = None, []
+        return r
+
     # --- the queue
     def queue(self, sender, *recips, body=b"Subject: test\n\nhello\n"):
         env = b"F" + sender + b"\0" + b"".join(b"T" + r + b"\0" for r in recips) + b"\0"
-        before = set(self.h.todo())
+        def seen():
+            return set(self.h.todo()) | {int(x.split()[2]) for x in self.lines() if x.startswith("new msg ")}
+        before = seen()
         assert self.h.queue(body, env) == 0
-        (n,) = set(self.h.todo()) - before
+        # A running qmail-send may have taken it from todo/ already: then its log says.
+        self.wait(lambda: len(seen() - before) == 1, 10, "the new message")
+        (n,) = seen() - before
         return n
 
     def mess(self, n):
@@ -423,11 +436,7 @@ def test_retry_time_is_kept_across_a_restart(rig):
         st = (r.q / c / str(s) / str(n)).stat()
         assert int(st.st_mtime) in ok[c] and int(st.st_atime) == int(st.st_mtime), (c, st.st_mtime - birth)
     # A second run takes the retry time from the mtimes: nothing is due yet.
-    r2 = Rig.__new__(Rig)
-    r2.__dict__.update(r.__dict__)
-    r2.deliveries, r2.cleans, r2.log_lines, r2.log_times = [], [], [], []
-    r2.lock = threading.Lock()
-    r2.start()
+    r2 = r.again().start()
     r2.wait_line("status: local 0/10 remote 0/20")
     time.sleep(1.5)
     assert r2.got() == []
@@ -472,6 +481,40 @@ def test_concurrencylocal_limits_deliveries_in_flight(rig):
         r.reply(d, *LOCAL_OK)
     for n in ns:
         r.wait_line(f"end msg {n}")
+
+
+def test_sighup_rereads_locals_and_virtualdomains(rig):
+    r = rig()
+    r.start()
+    n1 = r.queue(b"a@x.org", b"info@virt.example", b"u@new.example")
+    r.wait_line(f"end msg {n1}")
+    (r.path / "control" / "virtualdomains").write_text("virt.example:joe\n")
+    (r.path / "control" / "locals").write_text("example.com\nnew.example\n")
+    r.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    n2 = r.queue(b"a@x.org", b"info@virt.example", b"u@new.example")
+    r.wait_line(f"end msg {n2}")
+    got = [(d.messid.split("/")[1], d.channel, d.recip) for d in r.got()]
+    assert sorted(got) == sorted([(str(n1), "remote", b"info@virt.example"), (str(n1), "remote", b"u@new.example"),
+                                  (str(n2), "local", b"joe-info@virt.example"), (str(n2), "local", b"u@new.example")])
+
+
+def test_one_qmail_send_per_queue(rig):
+    r = rig().start()
+    r.wait_line("status: local 0/10 remote 0/20")
+    r2 = r.again().start()
+    assert r2.proc.wait(10) == 111
+    r2.stop()
+    assert r2.lines() == ["alert: cannot start: qmail-send is already running"]
+
+
+def test_a_dead_spawn_stops_qmail_send(rig):
+    r = rig().start()
+    r.wait_line("status: local 0/10 remote 0/20")
+    os.close(r.report_fds["remote"])
+    assert r.proc.wait(10) == 0
+    r.stop()
+    assert r.lines()[-2:] == ["alert: oh no! lost spawn connection! dying...", "status: exiting"]
 
 
 def test_spawn_limit_clamps_concurrency(rig):
