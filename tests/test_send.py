@@ -555,5 +555,6 @@ def test_a_burst_into_todo_does_not_keep_deliveries_waiting(rig):
     lines = r.lines()
     last_new = max(i for i, x in enumerate(lines) if x.startswith("new msg "))
     done_before_todo_drained = sum(1 for x in lines[:last_new] if x.startswith("delivery "))
-    assert done_before_todo_drained > total // 4, done_before_todo_drained
+    # Deliveries keep pace with preprocessing (1998 of 2000 in the runs so far).
+    assert done_before_todo_drained > total // 2, done_before_todo_drained
     assert r.stop() == 0
