@@ -48,6 +48,7 @@ pub mod passwd;
 pub mod privs;
 pub mod queueclient;
 pub mod queuedir;
+pub mod rewrite;
 pub mod rlimit;
 pub mod rules;
 pub mod secret;

@@ -331,22 +331,22 @@ impl State {
 
     /// SIGHUP: `locals` and `virtualdomains` again; on any error the old ones stay.
     fn reread(&mut self) {
-        let locals = match Controls::read_locals(&self.home, self.ctl.me.as_deref()) {
+        let locals = match qmail::rewrite::Addresses::read_locals(&self.home, self.ctl.me.as_deref()) {
             Ok(l) => l,
             Err(_) => {
                 self.log.line("alert: unable to reread control/locals");
                 return;
             }
         };
-        let vdoms = match Controls::read_vdoms(&self.home) {
+        let vdoms = match qmail::rewrite::Addresses::read_vdoms(&self.home) {
             Ok(v) => v,
             Err(_) => {
                 self.log.line("alert: unable to reread control/virtualdomains");
                 return;
             }
         };
-        self.ctl.locals = locals;
-        self.ctl.vdoms = vdoms;
+        self.ctl.addresses.locals = locals;
+        self.ctl.addresses.vdoms = vdoms;
     }
 
     /// Everything the delivery side can do right now without waiting: write
@@ -490,7 +490,7 @@ impl State {
     }
 
     fn addbounce(&mut self, id: u64, recip: &[u8], report: &[u8]) {
-        let text = bounce::paragraph(self.ctl.strip_vdom_prepend(recip), report);
+        let text = bounce::paragraph(self.ctl.addresses.strip_vdom_prepend(recip), report);
         let name = flat_name("bounce", id);
         loop {
             let r = OpenOptions::new()

@@ -127,7 +127,7 @@ mod tests {
     fn long_reports_are_cut() {
         let mut r = Reports::default();
         let mut input = vec![7u8, b'D'];
-        input.extend(std::iter::repeat(b'x').take(50_000));
+        input.extend(std::iter::repeat_n(b'x', 50_000));
         input.push(0);
         input.extend_from_slice(b"\x08Kok\0");
         let got = r.feed(&input);

@@ -125,7 +125,7 @@ impl State {
                     self.log.line(&line);
                 }
                 b'T' => {
-                    let (channel, addr) = self.ctl.rewrite(&record[1..record.len() - 1]);
+                    let (channel, addr) = self.ctl.addresses.rewrite(&record[1..record.len() - 1]);
                     let c = channel.index();
                     if chans[c].is_none() {
                         let f = create_excl(&chan_names[c])
