@@ -4,8 +4,8 @@
 //! reads the recipient's `.qmail` file and delivers to Maildirs, mbox files, programs
 //! and forwards. The tools that `.qmail` files and admins call live here too.
 //!
-//! - [`qmail_local`]: qmail-local.
-//! - [`tools`]: qmail-newu, qmail-pw2u, preline, forward, condredirect, bouncesaying,
+//! - [`qmail_local`], qmail-local itself.
+//! - [`tools`], qmail-newu, qmail-pw2u, preline, forward, condredirect, bouncesaying,
 //!   except, maildirmake, maildir2mbox.
 
 pub mod qmail_local;
