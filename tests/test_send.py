@@ -517,6 +517,23 @@ def test_a_dead_spawn_stops_qmail_send(rig):
     assert r.lines()[-2:] == ["alert: oh no! lost spawn connection! dying...", "status: exiting"]
 
 
+def test_no_recipients_mangled_and_stray_reports(rig):
+    r = rig()
+    empty = r.queue(b"a@x.org")
+    n = r.queue(b"a@x.org", b"bob@example.com")
+    r.answer = lambda d: ("X", b"what?\n")
+    r.start()
+    r.wait_line(f"end msg {empty}")
+    r.wait_line("delivery 1: report mangled, will defer")
+    os.write(r.report_fds["local"], b"\x05Kstray\0")
+    r.wait_line("warning: internal error: delivery report out of range")
+    assert f"end msg {n}" not in r.lines()
+    r.answer = lambda d: LOCAL_OK
+    r.proc.send_signal(signal.SIGALRM)
+    r.wait_line(f"end msg {n}")
+    assert [d.recip for d in r.got()] == [b"bob@example.com"] * 2
+
+
 def test_spawn_limit_clamps_concurrency(rig):
     r = rig(concurrencyremote="50")
     r.start(spawn_limit=7)
