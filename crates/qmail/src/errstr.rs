@@ -92,6 +92,40 @@ pub fn io_str(e: &io::Error) -> String {
     }
 }
 
+/// djb's error_temp: the errnos that may go away by themselves (qmail's
+/// temporary failures: try again later).
+pub fn is_temporary(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EINTR
+            | libc::ENOMEM
+            | libc::ETXTBSY
+            | libc::EIO
+            | libc::ETIMEDOUT
+            | libc::EAGAIN
+            | libc::EDEADLK
+            | libc::EBUSY
+            | libc::ENFILE
+            | libc::EMFILE
+            | libc::EFBIG
+            | libc::ENOSPC
+            | libc::ENETDOWN
+            | libc::ENETUNREACH
+            | libc::ENETRESET
+            | libc::ECONNABORTED
+            | libc::ECONNRESET
+            | libc::ENOBUFS
+            | libc::ETOOMANYREFS
+            | libc::ECONNREFUSED
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::EUSERS
+            | libc::EDQUOT
+            | libc::ESTALE
+            | libc::ENOLCK
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ pub mod cdb;
 pub mod checkpw;
 pub mod control;
 pub mod date822;
+pub mod dotqmail;
 pub mod env;
 pub mod errstr;
 pub mod exit;

@@ -79,39 +79,6 @@ impl Failure {
     }
 }
 
-/// qmail's error_temp: the errnos after which trying again later may help.
-pub fn temporary_errno(e: i32) -> bool {
-    matches!(
-        e,
-        libc::EINTR
-            | libc::ENOMEM
-            | libc::ETXTBSY
-            | libc::EIO
-            | libc::ETIMEDOUT
-            | libc::EAGAIN
-            | libc::EDEADLK
-            | libc::EBUSY
-            | libc::ENFILE
-            | libc::EMFILE
-            | libc::EFBIG
-            | libc::ENOSPC
-            | libc::ENETDOWN
-            | libc::ENETUNREACH
-            | libc::ENETRESET
-            | libc::ECONNABORTED
-            | libc::ECONNRESET
-            | libc::ENOBUFS
-            | libc::ETOOMANYREFS
-            | libc::ECONNREFUSED
-            | libc::EHOSTDOWN
-            | libc::EHOSTUNREACH
-            | libc::EUSERS
-            | libc::EDQUOT
-            | libc::ESTALE
-            | libc::ENOLCK
-    )
-}
-
 /// scan_ulong as qmail-lspawn uses it on a record's uid and gid: the leading
 /// digits, nothing if there are none (so a damaged uid becomes 0, which qmail-lspawn
 /// refuses to deliver as: a deferral, never a wrong user).
@@ -285,7 +252,7 @@ fn from_passwd_with(
                 return Ok(pw);
             }
             Ok(_) => {}
-            Err(e) if e.raw_os_error().is_some_and(temporary_errno) => return Err(Failure::Nfs),
+            Err(e) if e.raw_os_error().is_some_and(crate::errstr::is_temporary) => return Err(Failure::Nfs),
             Err(_) => {}
         }
     }
@@ -537,6 +504,7 @@ mod tests {
         .map(Failure::code)
         .into();
         assert_eq!(codes, [112, 115, 116, 117, 118]);
-        assert!(temporary_errno(libc::ESTALE) && !temporary_errno(libc::ENOENT) && !temporary_errno(libc::EACCES));
+        use crate::errstr::is_temporary;
+        assert!(is_temporary(libc::ESTALE) && !is_temporary(libc::ENOENT) && !is_temporary(libc::EACCES));
     }
 }

@@ -1,59 +1,34 @@
 //! Finding the `.qmail` file for an address and reading its instructions, as
 //! dot-qmail(5) and qmail-local(8) describe them.
 //!
-//! The name is `.qmail` + dash + the extension lowercased with every `.` made `:`, so
-//! an extension chosen by a remote sender can never spell `..`. When that file does
-//! not exist, `-default` files are tried from the longest prefix of the extension
-//! that ends at a `-` down to the empty one.
+//! The selection itself (the name, `-default` files) is `qmail::dotqmail`, shared
+//! with qmail-smtpd; this module adds qmail-local's texts, `-owner` and the lines.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use qmail::exit::Failure;
 
-use super::{err_text, is_temp, Invocation, PATRN};
+use super::{err_text, is_temp, Invocation};
 
-/// The extension as it appears in file names.
-pub fn safe_ext(ext: &[u8]) -> Vec<u8> {
-    ext.iter()
-        .map(|&c| match c {
-            b'.' => b':',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
-}
+pub use qmail::dotqmail::{safe_ext, Found};
 
-/// The `.qmail` file that was found, open.
-#[derive(Debug)]
-pub struct Found {
-    pub name: Vec<u8>,
-    pub file: File,
-    /// The owner-execute bit: the file may only forward.
-    pub forward_only: bool,
-    /// Where `default` stood in the extension: `$DEFAULT` is the extension from here.
-    pub default_at: Option<usize>,
-}
-
-impl Found {
-    /// The whole file (a user's instructions, small). A file too large to hold is
-    /// qmail's "Out of memory".
-    pub fn read(mut self) -> Result<Vec<u8>, Failure> {
-        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut text = Vec::new();
-        if text.try_reserve_exact(len as usize + 1).is_err() {
-            return Err(Failure::temp("Out of memory. (#4.3.0)"));
-        }
-        self.file.read_to_end(&mut text).map_err(|e| {
-            Failure::temp(format!(
-                "Unable to read {}: {}. (#4.3.0)",
-                String::from_utf8_lossy(&self.name),
-                err_text(&e)
-            ))
-        })?;
-        Ok(text)
+/// The whole file of a [`Found`] (a user's instructions, small). A file too large
+/// to hold is qmail's "Out of memory".
+pub fn read(mut found: Found) -> Result<Vec<u8>, Failure> {
+    let len = found.file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut text = Vec::new();
+    if text.try_reserve_exact(len as usize + 1).is_err() {
+        return Err(Failure::temp("Out of memory. (#4.3.0)"));
     }
+    found.file.read_to_end(&mut text).map_err(|e| {
+        Failure::temp(format!(
+            "Unable to read {}: {}. (#4.3.0)",
+            String::from_utf8_lossy(&found.name),
+            err_text(&e)
+        ))
+    })?;
+    Ok(text)
 }
 
 fn name(dash: &[u8], middle: &[u8], tail: &[u8]) -> Vec<u8> {
@@ -68,64 +43,12 @@ fn unable_to_open(name: &[u8], e: &std::io::Error) -> Failure {
     ))
 }
 
-/// qmail's qmeexists: the file if it opens and is a regular file; a directory, a
-/// FIFO or a missing file is "not there" (a symlink is followed, as open does); a
-/// temporary error, EPERM or EACCES defers the delivery rather than skip the file.
-fn open_existing(base: &Path, name: &[u8]) -> Result<Option<(File, bool)>, Failure> {
-    let path = base.join(super::os(name));
-    // O_NONBLOCK: a FIFO of that name must not hang the delivery.
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            let n = e.raw_os_error().unwrap_or(0);
-            if is_temp(n) || n == libc::EPERM || n == libc::EACCES {
-                return Err(unable_to_open(name, &e));
-            }
-            return Ok(None);
-        }
-    };
-    let meta = file.metadata().map_err(|e| unable_to_open(name, &e))?;
-    if !meta.file_type().is_file() {
-        return Ok(None);
-    }
-    let mode = meta.permissions().mode();
-    if mode & PATRN != 0 {
-        return Err(Failure::temp("Uh-oh: .qmail file is writable. (#4.7.0)"));
-    }
-    Ok(Some((file, mode & 0o100 != 0)))
-}
-
-/// qmail's qmesearch: the exact name, then the `-default` names, in `base` (the home
-/// directory; qmail-local passes `.` after its chdir).
+/// qmail's qmesearch ([`qmail::dotqmail::search`]) with qmail-local's texts.
 pub fn search(base: &Path, dash: &[u8], safeext: &[u8]) -> Result<Option<Found>, Failure> {
-    let exact = name(dash, safeext, b"");
-    if let Some((file, forward_only)) = open_existing(base, &exact)? {
-        let default_at = safeext.ends_with(b"default").then(|| safeext.len() - 7);
-        return Ok(Some(Found {
-            name: exact,
-            file,
-            forward_only,
-            default_at,
-        }));
-    }
-    for i in (0..=safeext.len()).rev() {
-        if i == 0 || safeext[i - 1] == b'-' {
-            let n = name(dash, &safeext[..i], b"default");
-            if let Some((file, forward_only)) = open_existing(base, &n)? {
-                return Ok(Some(Found {
-                    name: n,
-                    file,
-                    forward_only,
-                    default_at: Some(i),
-                }));
-            }
-        }
-    }
-    Ok(None)
+    qmail::dotqmail::search(base, dash, safeext).map_err(|u| match u {
+        qmail::dotqmail::Unusable::Open(name, e) => unable_to_open(&name, &e),
+        qmail::dotqmail::Unusable::Writable => Failure::temp("Uh-oh: .qmail file is writable. (#4.7.0)"),
+    })
 }
 
 /// qmail's qmeox: does `.qmail{dash}{safeext}{suffix}` exist (stat)? Only a
@@ -252,7 +175,11 @@ mod tests {
     fn put(d: &Path, n: &str, mode: u32) {
         let p = d.join(n);
         std::fs::write(&p, "./Maildir/\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::set_permissions(
+            &p,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
+        )
+        .unwrap();
     }
 
     #[test]

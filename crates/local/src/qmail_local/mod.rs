@@ -42,7 +42,7 @@ pub const USAGE: &str = "qmail-local: usage: qmail-local [ -nN ] user homedir lo
 /// Mode bits that make a home directory or a `.qmail` file unsafe: qmail's conf-patrn,
 /// 002. Only a world-writable one is refused; a group-writable one is accepted as
 /// qmail does, since per-user groups (Debian's default) make that harmless.
-pub const PATRN: u32 = 0o002;
+pub use qmail::dotqmail::PATRN;
 
 /// How long a `|program` may run before its process group is killed. qmail has no
 /// limit; one day, the same as qmail-queue's own alarm and the Maildir writer's in
@@ -145,37 +145,7 @@ impl Report {
 }
 
 /// djb's error_temp: the errnos that may go away by themselves.
-pub fn is_temp(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::EINTR
-            | libc::ENOMEM
-            | libc::ETXTBSY
-            | libc::EIO
-            | libc::ETIMEDOUT
-            | libc::EAGAIN
-            | libc::EDEADLK
-            | libc::EBUSY
-            | libc::ENFILE
-            | libc::EMFILE
-            | libc::EFBIG
-            | libc::ENOSPC
-            | libc::ENETDOWN
-            | libc::ENETUNREACH
-            | libc::ENETRESET
-            | libc::ECONNABORTED
-            | libc::ECONNRESET
-            | libc::ENOBUFS
-            | libc::ETOOMANYREFS
-            | libc::ECONNREFUSED
-            | libc::EHOSTDOWN
-            | libc::EHOSTUNREACH
-            | libc::EUSERS
-            | libc::EDQUOT
-            | libc::ESTALE
-            | libc::ENOLCK
-    )
-}
+pub use qmail::errstr::is_temporary as is_temp;
 
 fn err_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
@@ -420,7 +390,7 @@ pub fn run(inv: &Invocation, settings: &Settings, msg: &mut Message, out: &mut d
     let (mut text, mut forward_only) = match found {
         Some(f) => {
             let forward_only = f.forward_only;
-            (f.read()?, forward_only)
+            (dotqmail::read(f)?, forward_only)
         }
         None => (Vec::new(), false),
     };

@@ -127,7 +127,7 @@ impl Lspawn {
         spawner::unblock_signals();
         let e = execv(&args);
         match e.raw_os_error() {
-            Some(n) if userlookup::temporary_errno(n) => qlx::EXECSOFT,
+            Some(n) if qmail::errstr::is_temporary(n) => qlx::EXECSOFT,
             _ => qlx::EXECHARD,
         }
     }

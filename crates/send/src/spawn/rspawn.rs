@@ -93,7 +93,7 @@ impl Spawn for Rspawn {
             spawner::unblock_signals();
             let e = qmail::env::Env::inherited().exec(&argv);
             match e.raw_os_error() {
-                Some(n) if qmail::userlookup::temporary_errno(n) => 111,
+                Some(n) if qmail::errstr::is_temporary(n) => 111,
                 _ => 100,
             }
         })
