@@ -1,0 +1,547 @@
+"""The delivery side end to end, through the real programs: qmail-start (as root, with
+qmail-send, qmail-lspawn, qmail-rspawn and qmail-clean under their users), qmail-local
+as each recipient, qmail-queue setuid, qmail-inject and tcpserver + qmail-smtpd with
+swaks as the clients, Debian's fastforward, dot-forward and isoqlog as the peers.
+
+An Instance is a whole installation in a temporary directory: QMAILHOME with control/,
+users/cdb made by qmail-newu, `~alias` with its .qmail files, and a passwd file
+(`$QMAIL_PASSWD`, read by qmail-lspawn since it is not setuid) whose users (uids
+7801-7806, in no system file) have homes and Maildirs under the same directory. A
+process holds a private mount namespace in which /var/qmail (and /var/lib/qmail, where
+Debian's fastforward and dot-forward look for bin/qmail-queue) is that QMAILHOME, so
+setuid qmail-queue writes into it; every program runs there through nsenter, and the
+test reads the namespace's files through /proc/PID/root. qmail-start runs as the run
+scripts start it (`env - PATH=QMAILHOME/bin:...`), its log (qmail-send's) on a pipe a
+thread reads, optionally into `multilog t` as a supervisor's log/run would. Every wait
+is bounded; every process started is stopped by pid (qmail-send's process group) at
+the end.
+"""
+
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, QHome, TEST_GROUPS, TEST_USERS, need, need_root
+
+QMAILQ, QMAILD, QMAIL_GID, NOFILES = TEST_USERS["qmailq"], TEST_USERS["qmaild"], TEST_GROUPS["qmail"], TEST_GROUPS["nofiles"]
+ALIAS = TEST_USERS["alias"]
+ME = "mx.example.com"
+# The mail users: name -> uid (each its own gid), all in the test passwd file only.
+USERS = {"joe": 7801, "ann": 7802, "mo": 7803, "vu": 7804, "full": 7805, "dot": 7806}
+PROGRAMS = ["qmail-start", "qmail-send", "qmail-lspawn", "qmail-rspawn", "qmail-clean", "qmail-local",
+            "qmail-newu", "preline", "forward", "condredirect", "bouncesaying", "except", "maildirmake",
+            "qmail-smtpd", "tcpserver"]
+DATE = r"\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000"
+
+
+def received_re(who):
+    """qmail-queue's Received line; `who` a uid or qmail's words (b"from network", ...)."""
+    who = b"by uid %d" % who if isinstance(who, int) else who
+    return re.compile(rb"Received: \(qmail \d+ invoked " + re.escape(who) + rb"\); " + DATE.encode() + rb"\n")
+
+
+class Instance:
+    def __init__(self, base):
+        need_root("qmail-start runs as root in a private mount namespace")
+        need(shutil.which("nsenter") and shutil.which("unshare"), "util-linux nsenter/unshare")
+        self.base = base
+        self.h = QHome(base / "qmail")
+        self.path, self.q = self.h.path, self.h.q
+        b = self.path / "bin"
+        for p in PROGRAMS:
+            if not (b / p).exists():
+                (b / p).symlink_to(BIN / p)
+        qq = b / "qmail-queue"
+        qq.unlink()
+        shutil.copy(BIN / "qmail-queue", qq)
+        os.chown(qq, QMAILQ, QMAIL_GID)
+        qq.chmod(0o4711)
+        self.control(me=ME, locals=f"example.com\n{ME}", rcpthosts=f"example.com\n{ME}\nvirt.example",
+                     virtualdomains="virt.example:vu")
+        # The homes, each owned by its user; a Maildir in each.
+        self.homes = base / "homes"
+        self.homes.mkdir()
+        self.homes.chmod(0o755)
+        lines = []
+        for name, uid in USERS.items():
+            home = self.homes / name
+            home.mkdir(mode=0o700)
+            os.chown(home, uid, uid)
+            self.maildir(name)
+            if name != "vu":   # vu exists only in users/assign
+                lines.append(f"{name}:x:{uid}:{uid}:{name}:{home}:/bin/sh\n")
+        self.alias = self.path / "alias"
+        lines.append(f"alias:x:{ALIAS}:{NOFILES}::{self.alias}:/bin/false\n")
+        self.passwd = base / "passwd"
+        self.passwd.write_text("root:x:0:0:root:/root:/bin/sh\n" + "".join(lines))
+        self.passwd.chmod(0o644)
+        self.maildir("alias")
+        self.dotqmail("alias", ".qmail-postmaster", "./Maildir/\n")
+        self.assign(f"+vu-:vu:{USERS['vu']}:{USERS['vu']}:{self.homes / 'vu'}:-::\n")
+        self.procs = []       # (Popen, what) started in the namespace, stopped at the end
+        self.send = None      # the running qmail-start/qmail-send
+        self.log = []         # qmail-send's log lines, across restarts
+        self.log_lock = threading.Lock()
+        self.readers = []
+        self.runs = []        # index in self.log where each qmail-send run began
+        self.multilog = None
+        ns = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             'mount -t tmpfs rqmail /var && mkdir -p /var/qmail /var/lib/qmail && mount --bind "$0" /var/qmail && '
+             'mount --bind "$0" /var/lib/qmail && echo ready && exec sleep 100000', str(self.path)],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.ns = ns
+        ready, _, _ = select.select([ns.stdout], [], [], 20)
+        assert ready and ns.stdout.readline() == b"ready\n", "the mount namespace did not come up"
+        self.root = Path(f"/proc/{ns.pid}/root")
+
+    # --- setting up
+    def control(self, **files):
+        for name, text in files.items():
+            (self.path / "control" / name).write_text(text.rstrip("\n") + "\n")
+
+    def home(self, user):
+        return self.alias if user == "alias" else self.homes / user
+
+    def uid(self, user):
+        return ALIAS if user == "alias" else USERS[user]
+
+    def own(self, user, path):
+        os.lchown(path, self.uid(user), NOFILES if user == "alias" else self.uid(user))
+
+    def maildir(self, user, name="Maildir"):
+        d = self.home(user) / name
+        for sub in ("", "tmp", "new", "cur"):
+            (d / sub).mkdir(mode=0o700, exist_ok=True)
+            self.own(user, d / sub)
+        return d
+
+    def dotqmail(self, user, name, text, mode=0o644):
+        p = self.home(user) / name
+        p.write_bytes(text.encode() if isinstance(text, str) else text)
+        p.chmod(mode)
+        self.own(user, p)
+        return p
+
+    def assign(self, text):
+        (self.path / "users" / "assign").write_text(text + ".\n")
+        r = subprocess.run([str(BIN / "qmail-newu"), str(self.path)], capture_output=True, timeout=30,
+                           env=self.h.env())
+        assert r.returncode == 0, r.stderr
+
+    # --- running things in the namespace
+    def inside(self, cmd):
+        return ["nsenter", "-t", str(self.ns.pid), "-m", "--", *[str(c) for c in cmd]]
+
+    def env(self, **extra):
+        env = {"PATH": "/var/qmail/bin:/usr/bin:/bin", "QMAILHOME": "/var/qmail"}
+        env.update(extra)
+        return env
+
+    def run(self, cmd, user=None, input=b"", timeout=30, env=None):
+        """`cmd` in the namespace (as `user` if named): CompletedProcess."""
+        return subprocess.run(self.inside(self.as_user(user) + list(cmd)), input=input, capture_output=True,
+                              timeout=timeout, env=env or self.env())
+
+    def as_user(self, user):
+        """setpriv's drop to `user` (after nsenter, which needs root)."""
+        if not user:
+            return []
+        u = self.uid(user)
+        return ["setpriv", f"--reuid={u}", f"--regid={NOFILES if user == 'alias' else u}", "--clear-groups"]
+
+    def start(self, default="./Maildir/"):
+        """qmail-start as the run script starts it; returns qmail-send's pid."""
+        assert self.send is None or self.send.poll() is not None
+        self.mark = len(self.lines())
+        self.runs.append(self.mark)
+        log_r, log_w = os.pipe()
+        cmd = self.inside(["env", "-", "PATH=/var/qmail/bin:/usr/bin:/bin", f"QMAIL_PASSWD={self.passwd}",
+                           "qmail-start", default])
+        err = open(self.base / "qmail-start.err", "ab")
+        self.send = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_w, stderr=err,
+                                     start_new_session=True)
+        err.close()
+        os.close(log_w)
+        self.procs.append((self.send, "qmail-send"))
+        t = threading.Thread(target=self._read_log, args=(log_r,), daemon=True)
+        t.start()
+        self.readers.append(t)
+        self.wait(lambda: any(line.startswith("status: local") for line in self.lines()[self._mark():]), 10,
+                  "qmail-send's first status line")
+        return self.send.pid
+
+    def _mark(self):
+        """Index of the first log line of the current qmail-send run."""
+        return getattr(self, "mark", 0)
+
+    def _read_log(self, fd):
+        buf = b""
+        with open(fd, "rb", buffering=0) as f:
+            while True:
+                chunk = f.read(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                with self.log_lock:
+                    for line in lines:
+                        self.log.append(line.decode("latin-1"))
+                    if self.multilog and lines:
+                        try:
+                            self.multilog.stdin.write(b"".join(x + b"\n" for x in lines))
+                            self.multilog.stdin.flush()
+                        except OSError:
+                            pass
+
+    def log_to_multilog(self, directory):
+        """qmail-send's log from now on also goes to `multilog t DIR`, as log/run has it."""
+        need(shutil.which("multilog"), "daemontools' multilog")
+        self.multilog = subprocess.Popen(["multilog", "t", str(directory)], stdin=subprocess.PIPE,
+                                         start_new_session=True)
+
+    def close_multilog(self):
+        with self.log_lock:
+            m, self.multilog = self.multilog, None
+        m.stdin.close()
+        assert m.wait(20) == 0
+
+    def lines(self):
+        with self.log_lock:
+            return list(self.log)
+
+    def wait(self, pred, timeout=20, what="condition", alarm=False):
+        """Polls `pred` until true; with `alarm`, SIGALRMs qmail-send every second (retry now)."""
+        end = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < end:
+            if pred():
+                return
+            if alarm and time.monotonic() - last > 1:
+                self.alarm()
+                last = time.monotonic()
+            time.sleep(0.02)
+        raise AssertionError(f"{what} not met within {timeout}s; log:\n" + "\n".join(self.lines()[-60:]))
+
+    def alarm(self):
+        if self.send and self.send.poll() is None:
+            os.kill(self.send.pid, signal.SIGALRM)
+
+    def stop(self):
+        """SIGTERM qmail-send, then SIGKILL its group and everything else started."""
+        if self.send and self.send.poll() is None:
+            self.send.send_signal(signal.SIGTERM)
+            try:
+                self.send.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+        for p, _ in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        for t in self.readers:
+            t.join(10)
+        self.readers = []
+
+    def close(self):
+        self.stop()
+        if self.multilog:
+            self.multilog.kill()
+            self.multilog.wait(10)
+        self.ns.kill()
+        self.ns.wait(10)
+
+    def smtpd(self):
+        """tcpserver + qmail-smtpd (as qmaild, as the seeds' run line has it) on a loopback
+        port; returns the port."""
+        cdb = self.path / "tcp.smtp.cdb"
+        r = subprocess.run([str(BIN / "tcprules"), str(cdb), str(cdb) + ".tmp"], input=b"127.0.0.1:allow\n:deny\n",
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        err = open(self.base / "smtpd.log", "ab")
+        p = subprocess.Popen(self.inside(["/var/qmail/bin/tcpserver", "-1", "-v", "-R", "-H", "-l", "0",
+                                          "-x", "/var/qmail/tcp.smtp.cdb", "-u", QMAILD, "-g", NOFILES,
+                                          "127.0.0.1", "0", "/var/qmail/bin/qmail-smtpd"]),
+                             stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=self.env(),
+                             start_new_session=True)
+        err.close()
+        self.procs.append((p, "tcpserver"))
+        ready, _, _ = select.select([p.stdout], [], [], 20)
+        line = p.stdout.readline() if ready else b""
+        assert line.strip().isdigit(), (self.base / "smtpd.log").read_text()
+        return int(line)
+
+    def swaks(self, port, sender, rcpt, data, *extra):
+        need(shutil.which("swaks"), "swaks")
+        f = self.base / "swaks.eml"
+        f.write_bytes(data)
+        return subprocess.run(["swaks", "-s", "127.0.0.1", "-p", str(port), "-f", sender, "-t", rcpt,
+                               "--helo", "client.example.net", "--data", f"@{f}", *extra],
+                              capture_output=True, timeout=60)
+
+    # --- mail in
+    def inject(self, message, *args, user="ann"):
+        r = self.run(["/var/qmail/bin/qmail-inject", *args], user=user, input=message)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    def queue(self, message, sender, *recips, user="ann"):
+        """qmail-queue as a user runs it (setuid, in the namespace): its exit code."""
+        envelope = b"F" + sender + b"\0" + b"".join(b"T" + r + b"\0" for r in recips) + b"\0"
+        r, w = os.pipe()
+        p = subprocess.Popen(self.inside(self.as_user(user) + ["/var/qmail/bin/qmail-queue"]), stdin=subprocess.PIPE,
+                             stdout=r, env=self.env())
+        os.close(r)
+
+        def feed():
+            try:
+                with open(w, "wb") as f:
+                    f.write(envelope)
+            except OSError:
+                pass
+        t = threading.Thread(target=feed)
+        t.start()
+        try:
+            p.stdin.write(message)
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = p.wait(60)
+        t.join(10)
+        return rc
+
+    # --- mail out
+    def new(self, user, md="Maildir"):
+        """Files in a Maildir's new/, oldest first, as seen in the namespace."""
+        d = self.root / str(self.home(user) / md / "new").lstrip("/")
+        return sorted(d.iterdir(), key=lambda p: (p.stat().st_mtime, p.name))
+
+    def wait_new(self, user, count=1, md="Maildir", timeout=20, alarm=False):
+        self.wait(lambda: len(self.new(user, md)) >= count, timeout, f"{count} message(s) in ~{user}/{md}/new",
+                  alarm=alarm)
+        return [p.read_bytes() for p in self.new(user, md)]
+
+
+@pytest.fixture
+def inst(open_dir):
+    i = Instance(open_dir)
+    yield i
+    i.close()
+
+
+def split_delivered(data, sender, recipient):
+    """What qmail-local wrote: checks Return-Path and Delivered-To, returns the rest."""
+    head = b"Return-Path: <%s>\nDelivered-To: %s\n" % (sender, recipient)
+    assert data.startswith(head), data[:300]
+    return data[len(head):]
+
+
+# --- qmail-send's log as qmailanalog reads it ----------------------------------------------------
+
+LOGSAFE = r"[!-$&-~]*"   # logsafe: no byte < 33 or > 126, no %
+LOG_LINES = [
+    ("status", r"status: local \d+/\d+ remote \d+/\d+( exitasap)?"),
+    ("exiting", r"status: exiting"),
+    ("new", r"new msg (?P<msg>\d+)"),
+    ("info", rf"info msg (?P<msg>\d+): bytes (?P<bytes>\d+) from <(?P<sender>{LOGSAFE})> qp (?P<qp>\d+) uid (?P<uid>\d+)"),
+    ("start", rf"starting delivery (?P<d>\d+): msg (?P<msg>\d+) to (?P<chan>local|remote) (?P<recip>{LOGSAFE})"),
+    ("result", rf"delivery (?P<d>\d+): (?P<result>success|deferral|failure): (?P<text>{LOGSAFE})"),
+    ("mangled", r"delivery (?P<d>\d+): report mangled, will defer"),
+    ("bounce", r"bounce msg (?P<msg>\d+) qp (?P<qp>\d+)"),
+    ("triple", r"triple bounce: discarding bounce/(?P<msg>\d+)"),
+    ("end", r"end msg (?P<msg>\d+)"),
+    ("warning", r"(warning|alert): .*"),
+]
+
+
+class Analysis:
+    """qmailanalog's matchup, in small: every line must be one of qmail-send's formats;
+    messages by number, deliveries by (run, number), in log order."""
+
+    def __init__(self, lines, runs=(0,)):
+        self.msgs = {}        # msg -> {"info": {...}, "deliveries": [...], "events": [...], ...}
+        self.deliveries = {}  # (run, d) -> {"msg", "chan", "recip", "results": [(result, text)]}
+        self.kinds = []
+        bounds = list(runs) + [len(lines)]
+        run = 0
+        for i, line in enumerate(lines):
+            while run + 1 < len(bounds) - 1 and i >= bounds[run + 1]:
+                run += 1
+            for kind, pattern in LOG_LINES:
+                m = re.fullmatch(pattern, line)
+                if m:
+                    break
+            else:
+                raise AssertionError(f"log line {i} is no qmail-send format: {line!r}")
+            self.kinds.append(kind)
+            g = m.groupdict()
+            if "msg" in g and kind != "triple":
+                msg = self.msgs.setdefault(int(g["msg"]), {"events": [], "deliveries": [], "infos": []})
+                msg["events"].append(kind)
+            if kind == "info":
+                msg["infos"].append(g)
+                msg["info"] = g
+            elif kind == "start":
+                d = {"msg": int(g["msg"]), "chan": g["chan"], "recip": g["recip"], "results": []}
+                self.deliveries[(run, int(g["d"]))] = d
+                msg["deliveries"].append(d)
+            elif kind in ("result", "mangled"):
+                d = self.deliveries.get((run, int(g["d"])))
+                assert d is not None, f"log line {i}: delivery {g['d']} never started: {line!r}"
+                d["results"].append((g.get("result", "deferral"), g.get("text", "")))
+                self.msgs[d["msg"]]["events"].append(g.get("result", "deferral"))
+
+    def count(self, kind):
+        return self.kinds.count(kind)
+
+    def by_sender(self, sender):
+        return {n: m for n, m in self.msgs.items() if m.get("info", {}).get("sender") == sender}
+
+    def flow(self, n):
+        """The message's events with repeats of a kind squeezed."""
+        out = []
+        for e in self.msgs[n]["events"]:
+            if not out or out[-1] != e:
+                out.append(e)
+        return out
+
+
+def analysis(inst):
+    return Analysis(inst.lines(), inst.runs)
+
+
+def one_message(inst, sender):
+    """The one message from `sender` in the log: (number, its record); it went through
+    new, info, starting delivery, success, end, in that order."""
+    a = analysis(inst)
+    [(n, m)] = a.by_sender(sender).items()
+    assert a.flow(n) == ["new", "info", "start", "success", "end"], (n, m["events"])
+    return n, m
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+MESSAGE = (b"From: Ann <ann@example.com>\nTo: joe@example.com\nDate: Tue, 1 Dec 2026 10:00:00 +0000\n"
+           b"Message-ID: <e2e-1@example.com>\nSubject: by qmail-inject\n\nline one\n\nFrom the start\n>From quoted\n"
+           b".leading dot\nlast line")
+
+
+def test_inject_lands_in_the_maildir_byte_for_byte(inst):
+    inst.start()
+    inst.inject(MESSAGE, "-fann@example.com", "joe@example.com")
+    [got] = inst.wait_new("joe")
+    rest = split_delivered(got, b"ann@example.com", b"joe@example.com")
+    m = received_re(USERS["ann"]).match(rest)
+    assert m, rest[:200]
+    # qmail-inject ends the last line; nothing else in the header changes when it is complete.
+    assert rest[m.end():] == MESSAGE + b"\n"
+    [f] = inst.new("joe")
+    assert f.stat().st_mode & 0o777 == 0o600 and f.stat().st_uid == USERS["joe"]
+    inst.wait(lambda: any(x.startswith("end msg") for x in inst.lines()), 10, "end msg")
+    n, m = one_message(inst, "ann@example.com")
+    assert m["info"]["uid"] == str(USERS["ann"]) and m["info"]["bytes"] == str(len(rest))
+    [d] = m["deliveries"]
+    assert (d["chan"], d["recip"], d["results"]) == ("local", "joe@example.com", [("success", "did_1+0+0/")])
+    # The qp of the log is the pid in qmail-queue's Received line.
+    assert rest.startswith(b"Received: (qmail %s invoked by uid" % m["info"]["qp"].encode())
+
+
+SMTP_DATA = (b"From: Ann <ann@example.com>\nTo: joe@example.com\nSubject: by swaks\nMessage-ID: <e2e-2@example.com>\n\n"
+             b"over SMTP\n.leading dot, stuffed by swaks\n\nFrom here\n" + b"x" * 998 + b"\n")
+
+
+def test_smtp_extension_alias_and_virtual_domain_addresses(inst):
+    """swaks through tcpserver + qmail-smtpd to joe, joe-ext (.qmail-ext), joe-list-Foo
+    (.qmail-list-default), postmaster (~alias/.qmail-postmaster) and a virtual domain
+    (virtualdomains + users/assign); each lands byte for byte with qmail's headers."""
+    inst.maildir("joe", "Maildir-ext")
+    inst.maildir("joe", "Maildir-list")
+    inst.dotqmail("joe", ".qmail-ext", "./Maildir-ext/\n")
+    inst.dotqmail("joe", ".qmail-list-default", "# lists\n./Maildir-list/\n")
+    inst.dotqmail("vu", ".qmail-default", "./Maildir/\n")
+    inst.start()
+    port = inst.smtpd()
+    cases = [("joe@example.com", "joe", "Maildir", b"joe@example.com"),
+             ("joe-ext@example.com", "joe", "Maildir-ext", b"joe-ext@example.com"),
+             ("joe-list-Foo@example.com", "joe", "Maildir-list", b"joe-list-Foo@example.com"),
+             ("Postmaster@example.com", "alias", "Maildir", b"Postmaster@example.com"),
+             ("Someone@virt.example", "vu", "Maildir", b"vu-Someone@virt.example")]
+    for rcpt, _, _, _ in cases:
+        # swaks ends the data with CRLF . CRLF itself.
+        r = inst.swaks(port, "ann@example.com", rcpt, SMTP_DATA.replace(b"\n", b"\r\n")[:-2])
+        assert r.returncode == 0 and re.search(rb"<-  250 2.0.0 ok \d+ qp \d+", r.stdout), r.stdout.decode(errors="replace")[-1500:]
+    smtpd_received = re.compile(rb"Received: from unknown \(HELO client\.example\.net\) \(127\.0\.0\.1\)\n"
+                                rb"  by 0 with E?SMTP; " + DATE.encode() + rb"\n")
+    for rcpt, user, md, dt in cases:
+        [got] = inst.wait_new(user, md=md)
+        rest = split_delivered(got, b"ann@example.com", dt)
+        m = received_re(b"from network").match(rest)
+        assert m, rest[:300]
+        rest = rest[m.end():]
+        m = smtpd_received.match(rest)
+        assert m, rest[:300]
+        assert rest[m.end():] == SMTP_DATA, rcpt
+    inst.wait(lambda: analysis(inst).count("end") == len(cases), 10, "every end msg")
+    a = analysis(inst)
+    got = sorted(d["recip"] for d in a.deliveries.values())
+    assert got == sorted(dt.decode() for _, _, _, dt in cases)
+    assert all(d["results"] == [("success", "did_1+0+0/")] for d in a.deliveries.values())
+    for n in a.msgs:
+        assert a.flow(n) == ["new", "info", "start", "success", "end"]
+        assert a.msgs[n]["info"]["uid"] == str(QMAILD)
+
+
+BOUNCE_HEAD = (b"Hi. This is the qmail-send program at mx.example.com.\n"
+               b"I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+               b"This is a permanent error; I've given up. Sorry it didn't work out.\n\n")
+
+
+def check_bounce(data, recipient, paragraph, original_sender=b"ann@example.com"):
+    """A QSBMF bounce in a Maildir: returns the copy of the message it carries."""
+    rest = split_delivered(data, b"", recipient)
+    m = received_re(b"for bounce").match(rest)
+    assert m, rest[:300]
+    head, _, body = rest[m.end():].partition(b"\n\n")
+    h = head.split(b"\n")
+    assert re.fullmatch(rb"Date: " + DATE.encode(), h[0]), h
+    assert h[1:] == [b"From: MAILER-DAEMON@mx.example.com", b"To: " + recipient, b"Subject: failure notice"], h
+    assert body.startswith(BOUNCE_HEAD), body[:400]
+    body = body[len(BOUNCE_HEAD):]
+    assert body.startswith(paragraph + b"\n--- Below this line is a copy of the message.\n\n"), body[:600]
+    copy = body[len(paragraph) + len(b"\n--- Below this line is a copy of the message.\n\n"):]
+    assert copy.startswith(b"Return-Path: <%s>\n" % original_sender), copy[:200]
+    return copy[len(b"Return-Path: <%s>\n" % original_sender):]
+
+
+def test_unknown_user_bounces_to_the_sender_in_qsbmf(inst):
+    inst.start()
+    inst.inject(b"Subject: to nobody\n\nhello\n", "-fann@example.com", "nosuch@example.com")
+    [got] = inst.wait_new("ann")
+    copy = check_bounce(got, b"ann@example.com",
+                        b"<nosuch@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n")
+    m = received_re(USERS["ann"]).match(copy)
+    assert m and copy[m.end():].endswith(b"Subject: to nobody\n\nhello\n"), copy
+    inst.wait(lambda: analysis(inst).count("end") == 2, 10, "both end msg")
+    a = analysis(inst)
+    [(n, orig)] = a.by_sender("ann@example.com").items()
+    [(b, bounce)] = a.by_sender("").items()
+    assert a.flow(n) == ["new", "info", "start", "failure", "bounce", "end"]
+    assert orig["deliveries"][0]["results"] == [("failure", "Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/")]
+    assert orig["deliveries"][0]["recip"] == "nosuch@example.com"
+    assert bounce["info"]["uid"] == str(TEST_USERS["qmails"])
+    assert [d["recip"] for d in bounce["deliveries"]] == ["ann@example.com"]
+    assert a.flow(b) == ["new", "info", "start", "success", "end"]
