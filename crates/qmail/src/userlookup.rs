@@ -276,10 +276,16 @@ pub fn from_passwd_file(path: &Path, local: &[u8]) -> Result<User, Failure> {
 /// address, which needs no user): users/cdb under `home`, then the passwd file.
 /// A user with uid 0 may come back; qmail-lspawn defers delivering to it.
 pub fn lookup(home: &Path, local: &[u8]) -> Result<User, Failure> {
+    lookup_in(home, &passwd_path(), local)
+}
+
+/// [`lookup`] with the passwd file named (read once at start by a caller that
+/// looks up many addresses).
+pub fn lookup_in(home: &Path, passwd: &Path, local: &[u8]) -> Result<User, Failure> {
     if let Some(u) = from_users_cdb(home, local)? {
         return Ok(u);
     }
-    from_passwd_file(&passwd_path(), local)
+    from_passwd_file(passwd, local)
 }
 
 #[cfg(test)]

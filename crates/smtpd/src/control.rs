@@ -18,6 +18,8 @@ pub struct Settings {
     pub badmailfrom: Vec<Vec<u8>>,
     pub badrcptto: Vec<Vec<u8>>,
     pub maxrcpt: usize,
+    /// `control/rcptcheck`: refuse unknown local recipients at RCPT.
+    pub rcptcheck: Option<crate::rcptcheck::RcptCheck>,
 }
 
 /// Lines of a control file: trimmed, lower-cased, without blanks and `#` comments.
@@ -59,6 +61,7 @@ impl Settings {
             badmailfrom: list(&c.join("badmailfrom"))?.unwrap_or_default(),
             badrcptto: list(&c.join("badrcptto"))?.unwrap_or_default(),
             maxrcpt: number(home, "maxrcpt", 1000)? as usize,
+            rcptcheck: crate::rcptcheck::RcptCheck::load(home)?,
         })
     }
 

@@ -15,6 +15,8 @@
 //! - STARTTLS when `SSLCTLFD` is set (ucspi-tlsd, s6-ucspitlsd, sslserver -n),
 //!   `UCSPITLS=!` to require it; implicit TLS when `SSL_PROTOCOL` is set; PLAIN and
 //!   LOGIN only under TLS where TLS is on offer, unless `SMTPAUTHCLEAR` is set;
+//! - with `control/rcptcheck`, unknown local recipients refused at RCPT (550), by
+//!   the lookup delivery itself does ([`rcptcheck`]): no backscatter;
 //! - log lines on stderr: accepted messages, refused recipients, AUTH results.
 //!
 //! Modules: [`origin`] (what tcpserver and the rules said), [`control`] (settings),
@@ -29,6 +31,7 @@ pub mod data;
 #[cfg(test)]
 mod dialogue_tests;
 pub mod origin;
+pub mod rcptcheck;
 pub mod smtp;
 
 /// The whole program: chdir to QMAILHOME, read the settings, serve the session.

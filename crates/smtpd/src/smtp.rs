@@ -17,6 +17,7 @@ use crate::auth::{self, Checkers, Order, Verdict};
 use crate::control::Settings;
 use crate::data::{self, Stop};
 use crate::origin::Origin;
+use crate::rcptcheck::Answer;
 use qmail::io::{Conn, End, Line};
 use qmail::log::bracketed;
 use qmail::queueclient::Queue;
@@ -374,6 +375,19 @@ impl Session {
                 }
                 Err(e) => return Err(self.die_control("morercpthosts.cdb", &e)),
             },
+        }
+        if let Some(check) = &self.s.rcptcheck {
+            match check.check(&p.addr) {
+                Answer::Mailbox => {}
+                Answer::NoMailbox => {
+                    self.logline(&format!("rejected rcpt <{shown}>: no mailbox"));
+                    return self.say("550 5.1.1 sorry, no mailbox here by that name (#5.1.1)");
+                }
+                Answer::Temporary => {
+                    self.logline(&format!("deferred rcpt <{shown}>: unable to look the mailbox up"));
+                    return self.say("451 4.3.0 unable to check the recipient, try again later (#4.3.0)");
+                }
+            }
         }
         if self.l.rcpts.len() >= self.s.maxrcpt || self.l.envelope + p.addr.len() > MAX_ENVELOPE {
             return self.say("452 4.5.3 too many recipients");
