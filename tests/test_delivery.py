@@ -343,6 +343,29 @@ def inst(open_dir):
     i.close()
 
 
+def procs(name):
+    """(pid, process group) of every process whose command name is `name`."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_bytes()
+        except OSError:
+            continue
+        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
+        if comm == name.encode()[:15]:
+            out.append((int(d.name), int(stat[stat.rindex(b")") + 2:].split()[2])))
+    return out
+
+
+def cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:
+        return []
+
+
 def split_delivered(data, sender, recipient):
     """What qmail-local wrote: checks Return-Path and Delivered-To, returns the rest."""
     head = b"Return-Path: <%s>\nDelivered-To: %s\n" % (sender, recipient)
@@ -369,17 +392,19 @@ LOG_LINES = [
 
 
 class Analysis:
-    """qmailanalog's matchup, in small: every line must be one of qmail-send's formats;
-    messages by number, deliveries by (run, number), in log order."""
+    """qmailanalog's matchup, in small: every line must be one of qmail-send's formats.
+    A message's life runs from `new msg N` to `end msg N` (numbers are inodes, reused
+    later); deliveries are numbered per qmail-send run."""
 
     def __init__(self, lines, runs=(0,)):
-        self.msgs = {}        # msg -> {"info": {...}, "deliveries": [...], "events": [...], ...}
+        self.msgs = []        # {"n", "info", "events", "deliveries"} in the order they began
         self.deliveries = {}  # (run, d) -> {"msg", "chan", "recip", "results": [(result, text)]}
         self.kinds = []
-        bounds = list(runs) + [len(lines)]
-        run = 0
+        cur = {}
+        starts = set(runs)
+        run = -1 if 0 in starts else 0
         for i, line in enumerate(lines):
-            while run + 1 < len(bounds) - 1 and i >= bounds[run + 1]:
+            if i in starts:
                 run += 1
             for kind, pattern in LOG_LINES:
                 m = re.fullmatch(pattern, line)
@@ -390,31 +415,40 @@ class Analysis:
             self.kinds.append(kind)
             g = m.groupdict()
             if "msg" in g and kind != "triple":
-                msg = self.msgs.setdefault(int(g["msg"]), {"events": [], "deliveries": [], "infos": []})
+                n = int(g["msg"])
+                if kind == "new" or n not in cur:
+                    cur[n] = {"n": n, "events": [], "deliveries": [], "info": {}}
+                    self.msgs.append(cur[n])
+                msg = cur[n]
                 msg["events"].append(kind)
-            if kind == "info":
-                msg["infos"].append(g)
-                msg["info"] = g
-            elif kind == "start":
-                d = {"msg": int(g["msg"]), "chan": g["chan"], "recip": g["recip"], "results": []}
-                self.deliveries[(run, int(g["d"]))] = d
-                msg["deliveries"].append(d)
+                if kind == "info":
+                    msg["info"] = g
+                elif kind == "start":
+                    d = {"msg": msg, "chan": g["chan"], "recip": g["recip"], "results": []}
+                    self.deliveries[(run, int(g["d"]))] = d
+                    msg["deliveries"].append(d)
+                elif kind == "end":
+                    del cur[n]
             elif kind in ("result", "mangled"):
                 d = self.deliveries.get((run, int(g["d"])))
                 assert d is not None, f"log line {i}: delivery {g['d']} never started: {line!r}"
                 d["results"].append((g.get("result", "deferral"), g.get("text", "")))
-                self.msgs[d["msg"]]["events"].append(g.get("result", "deferral"))
+                d["msg"]["events"].append(g.get("result", "deferral"))
 
     def count(self, kind):
         return self.kinds.count(kind)
 
     def by_sender(self, sender):
-        return {n: m for n, m in self.msgs.items() if m.get("info", {}).get("sender") == sender}
+        return [m for m in self.msgs if m["info"].get("sender") == sender]
 
-    def flow(self, n):
+    def to(self, recip):
+        return [m for m in self.msgs if any(d["recip"] == recip for d in m["deliveries"])]
+
+    @staticmethod
+    def flow(m):
         """The message's events with repeats of a kind squeezed."""
         out = []
-        for e in self.msgs[n]["events"]:
+        for e in m["events"]:
             if not out or out[-1] != e:
                 out.append(e)
         return out
@@ -425,12 +459,11 @@ def analysis(inst):
 
 
 def one_message(inst, sender):
-    """The one message from `sender` in the log: (number, its record); it went through
-    new, info, starting delivery, success, end, in that order."""
-    a = analysis(inst)
-    [(n, m)] = a.by_sender(sender).items()
-    assert a.flow(n) == ["new", "info", "start", "success", "end"], (n, m["events"])
-    return n, m
+    """The one message from `sender` in the log; it went through new, info, starting
+    delivery, success, end, in that order."""
+    [m] = analysis(inst).by_sender(sender)
+    assert Analysis.flow(m) == ["new", "info", "start", "success", "end"], m["events"]
+    return m
 
 
 # --- end to end -----------------------------------------------------------------------------------
@@ -452,7 +485,7 @@ def test_inject_lands_in_the_maildir_byte_for_byte(inst):
     [f] = inst.new("joe")
     assert f.stat().st_mode & 0o777 == 0o600 and f.stat().st_uid == USERS["joe"]
     inst.wait(lambda: any(x.startswith("end msg") for x in inst.lines()), 10, "end msg")
-    n, m = one_message(inst, "ann@example.com")
+    m = one_message(inst, "ann@example.com")
     assert m["info"]["uid"] == str(USERS["ann"]) and m["info"]["bytes"] == str(len(rest))
     [d] = m["deliveries"]
     assert (d["chan"], d["recip"], d["results"]) == ("local", "joe@example.com", [("success", "did_1+0+0/")])
@@ -500,9 +533,10 @@ def test_smtp_extension_alias_and_virtual_domain_addresses(inst):
     got = sorted(d["recip"] for d in a.deliveries.values())
     assert got == sorted(dt.decode() for _, _, _, dt in cases)
     assert all(d["results"] == [("success", "did_1+0+0/")] for d in a.deliveries.values())
-    for n in a.msgs:
-        assert a.flow(n) == ["new", "info", "start", "success", "end"]
-        assert a.msgs[n]["info"]["uid"] == str(QMAILD)
+    assert len(a.msgs) == len(cases)
+    for m in a.msgs:
+        assert a.flow(m) == ["new", "info", "start", "success", "end"]
+        assert m["info"]["uid"] == str(QMAILD)
 
 
 BOUNCE_HEAD = (b"Hi. This is the qmail-send program at mx.example.com.\n"
@@ -537,11 +571,129 @@ def test_unknown_user_bounces_to_the_sender_in_qsbmf(inst):
     assert m and copy[m.end():].endswith(b"Subject: to nobody\n\nhello\n"), copy
     inst.wait(lambda: analysis(inst).count("end") == 2, 10, "both end msg")
     a = analysis(inst)
-    [(n, orig)] = a.by_sender("ann@example.com").items()
-    [(b, bounce)] = a.by_sender("").items()
-    assert a.flow(n) == ["new", "info", "start", "failure", "bounce", "end"]
+    [orig] = a.by_sender("ann@example.com")
+    [bounce] = a.by_sender("")
+    assert a.flow(orig) == ["new", "info", "start", "failure", "bounce", "end"]
     assert orig["deliveries"][0]["results"] == [("failure", "Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/")]
     assert orig["deliveries"][0]["recip"] == "nosuch@example.com"
     assert bounce["info"]["uid"] == str(TEST_USERS["qmails"])
     assert [d["recip"] for d in bounce["deliveries"]] == ["ann@example.com"]
-    assert a.flow(b) == ["new", "info", "start", "success", "end"]
+    assert a.flow(bounce) == ["new", "info", "start", "success", "end"]
+
+
+def mail(subject, body=b"hello\n"):
+    """A message whose header qmail-inject leaves alone (it is complete)."""
+    return (b"From: ann@example.com\nTo: someone@example.com\nDate: Tue, 1 Dec 2026 10:00:00 +0000\n"
+            b"Message-ID: <%s@example.com>\nSubject: %s\n\n%s" % (subject.encode(), subject.encode(), body))
+
+
+def inject_from_ann(inst, rcpt, body=b"hello\n", subject="test"):
+    inst.inject(mail(subject, body), "-fann@example.com", rcpt)
+
+
+def test_mbox_waits_for_a_readers_fcntl_lock(inst):
+    import fcntl
+    inst.dotqmail("mo", ".qmail", "./Mailbox\n")
+    box = inst.home("mo") / "Mailbox"
+    box.write_bytes(b"")
+    box.chmod(0o600)
+    inst.own("mo", box)
+    inst.start()
+    with open(box, "rb+") as reader:
+        fcntl.lockf(reader, fcntl.LOCK_EX)   # as mutt and Dovecot lock it
+        inject_from_ann(inst, "mo@example.com", b"From me\n>From you\nbody\n")
+        inst.wait(lambda: any(x.startswith("starting delivery") for x in inst.lines()), 10, "the delivery start")
+        time.sleep(1.5)
+        assert box.stat().st_size == 0, "qmail-local wrote while a reader held the lock"
+        assert not any(x.startswith("delivery 1:") for x in inst.lines())
+        fcntl.lockf(reader, fcntl.LOCK_UN)
+    inst.wait(lambda: any(x.startswith("end msg") for x in inst.lines()), 20, "end msg after the lock went")
+    data = box.read_bytes()
+    m = re.match(rb"From ann@example\.com [A-Z][a-z]{2} [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}\n", data)
+    assert m, data[:200]
+    rest = split_delivered(data[m.end():], b"ann@example.com", b"mo@example.com")
+    r = received_re(USERS["ann"]).match(rest)
+    assert r and rest[r.end():] == mail("test", b">From me\n>>From you\nbody\n\n"), rest
+    msg = one_message(inst, "ann@example.com")
+    assert msg["deliveries"][0]["results"] == [("success", "did_1+0+0/")]
+
+
+def test_program_preline_and_forward(inst):
+    inst.dotqmail("joe", ".qmail-prog",
+                  '|{ echo "$RECIPIENT $SENDER $EXT $DEFAULT"; cat; } > prog.out\n|preline cat > preline.out\n')
+    inst.dotqmail("ann", ".qmail-fwd", "&joe@example.com\n")
+    inst.start()
+    inject_from_ann(inst, "joe-prog@example.com", subject="prog")
+    inst.wait(lambda: analysis(inst).count("end") == 1, 20, "the program delivery")
+    out = (inst.home("joe") / "prog.out").read_bytes()
+    first, _, mess = out.partition(b"\n")
+    assert first == b"joe-prog@example.com ann@example.com prog "
+    r = received_re(USERS["ann"]).match(mess)
+    assert r and mess[r.end():] == mail("prog")
+    pre = (inst.home("joe") / "preline.out").read_bytes()
+    m = re.match(rb"From ann@example\.com [A-Z][a-z]{2} [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}\n", pre)
+    assert m and pre[m.end():] == b"Return-Path: <ann@example.com>\nDelivered-To: joe-prog@example.com\n" + mess
+    assert (inst.home("joe") / "prog.out").stat().st_uid == USERS["joe"]
+    [d] = one_message(inst, "ann@example.com")["deliveries"]
+    assert d["results"] == [("success", "did_0+0+2/")]
+
+    inject_from_ann(inst, "ann-fwd@example.com", subject="fwd")
+    [got] = inst.wait_new("joe")
+    rest = split_delivered(got, b"ann@example.com", b"joe@example.com")
+    r = received_re(USERS["ann"]).match(rest)      # qmail-local's forward, run as ann
+    assert r, rest[:200]
+    rest = rest[r.end():]
+    assert rest.startswith(b"Delivered-To: ann-fwd@example.com\n")
+    r2 = received_re(USERS["ann"]).match(rest[len(b"Delivered-To: ann-fwd@example.com\n"):])
+    assert r2 and rest.endswith(b"Subject: fwd\n\nhello\n")
+    inst.wait(lambda: analysis(inst).count("end") == 3, 20, "the forward's end msg")
+    a = analysis(inst)
+    fwd = [d for d in a.deliveries.values() if d["recip"] == "ann-fwd@example.com"]
+    assert len(fwd) == 1 and re.fullmatch(r"did_0\+1\+0/qp_\d+/", fwd[0]["results"][0][1]), fwd
+
+
+def test_program_exit_codes_and_the_timeout(inst):
+    inst.control(timeoutlocal="2")
+    inst.dotqmail("joe", ".qmail-hang", "|exec sleep 60\n")
+    inst.dotqmail("joe", ".qmail-hundred", "|echo no thanks; exit 100\n")
+    inst.dotqmail("joe", ".qmail-retry", "|test -e tried || { touch tried; echo later; exit 111; }\n./Maildir/\n")
+    inst.start()
+    t0 = time.monotonic()
+    inject_from_ann(inst, "joe-hang@example.com", subject="hang")
+    inst.wait(lambda: any(re.fullmatch(r"delivery \d+: deferral: .*", x) for x in inst.lines()), 15, "the timeout")
+    assert time.monotonic() - t0 < 10
+    [line] = [x for x in inst.lines() if re.fullmatch(r"delivery \d+: deferral: .*", x)]
+    assert line.endswith(": deferral: Timeout_on_program_delivery:_killed_after_2_seconds._(#4.3.0)/"), line
+    # The program's group is gone with it.
+    inst.wait(lambda: not [pid for pid, _ in procs("sleep") if cmdline(pid) == [b"sleep", b"60"]], 5,
+              "the hanging program killed")
+
+    inject_from_ann(inst, "joe-hundred@example.com", subject="hundred")
+    [bounce] = inst.wait_new("ann")
+    copy = check_bounce(bounce, b"ann@example.com", b"<joe-hundred@example.com>:\nno thanks\n")
+    assert copy.endswith(b"Subject: hundred\n\nhello\n")
+
+    inject_from_ann(inst, "joe-retry@example.com", subject="retry")
+    inst.wait(lambda: any(x.endswith(": deferral: later/") for x in inst.lines()), 15, "exit 111's deferral")
+    assert not inst.new("joe")
+    [got] = inst.wait_new("joe", alarm=True)   # SIGALRM: retried now
+    assert got.endswith(b"Subject: retry\n\nhello\n")
+    a = analysis(inst)
+    [m] = a.to("joe-retry@example.com")
+    assert [r for d in m["deliveries"] for r in d["results"]] == [("deferral", "later/"), ("success", "did_1+0+1/")]
+    # The hanging one is still queued, not bounced: never a failure for it.
+    hang = [d for d in a.deliveries.values() if d["recip"] == "joe-hang@example.com"]
+    assert hang and all(r[0] == "deferral" for d in hang for r in d["results"])
+
+
+def test_forward_loop_is_caught_by_delivered_to(inst):
+    inst.dotqmail("joe", ".qmail-loop", "&ann-loop@example.com\n")
+    inst.dotqmail("ann", ".qmail-loop", "&joe-loop@example.com\n")
+    inst.start()
+    inject_from_ann(inst, "joe-loop@example.com", subject="loop")
+    [bounce] = inst.wait_new("ann")
+    copy = check_bounce(bounce, b"ann@example.com",
+                        b"<joe-loop@example.com>:\nThis message is looping: it already has my Delivered-To line. (#5.4.6)\n")
+    assert copy.count(b"Delivered-To: joe-loop@example.com\n") == 1
+    assert copy.count(b"Delivered-To: ann-loop@example.com\n") == 1
+    assert not inst.new("joe")
