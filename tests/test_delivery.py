@@ -8,8 +8,8 @@ users/cdb made by qmail-newu, `~alias` with its .qmail files, and a passwd file
 (`$QMAIL_PASSWD`, read by qmail-lspawn since it is not setuid) whose users (uids
 7801-7806, in no system file) have homes and Maildirs under the same directory. A
 process holds a private mount namespace in which /var/qmail (and /var/lib/qmail, where
-Debian's fastforward and dot-forward look for bin/qmail-queue) is that QMAILHOME, so
-setuid qmail-queue writes into it; every program runs there through nsenter, and the
+Debian's fastforward and dot-forward look for bin/qmail-queue) is that QMAILHOME and
+/etc an overlay (for /etc/aliases), so setuid qmail-queue writes into it; every program runs there through nsenter, and the
 test reads the namespace's files through /proc/PID/root. qmail-start runs as the run
 scripts start it (`env - PATH=QMAILHOME/bin:...`), its log (qmail-send's) on a pipe a
 thread reads, optionally into `multilog t` as a supervisor's log/run would. Every wait
@@ -96,8 +96,10 @@ class Instance:
         self.multilog = None
         ns = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             'mount -t tmpfs rqmail /var && mkdir -p /var/qmail /var/lib/qmail && mount --bind "$0" /var/qmail && '
-             'mount --bind "$0" /var/lib/qmail && echo ready && exec sleep 100000', str(self.path)],
+             'mount -t tmpfs rqmail /var && mkdir -p /var/qmail /var/lib/qmail /var/etc/u /var/etc/w && '
+             'mount --bind "$0" /var/qmail && mount --bind "$0" /var/lib/qmail && '
+             'mount -t overlay etc -o lowerdir=/etc,upperdir=/var/etc/u,workdir=/var/etc/w /etc && '
+             'echo ready && exec sleep 100000', str(self.path)],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
         self.ns = ns
         ready, _, _ = select.select([ns.stdout], [], [], 20)
@@ -697,3 +699,47 @@ def test_forward_loop_is_caught_by_delivered_to(inst):
     assert copy.count(b"Delivered-To: joe-loop@example.com\n") == 1
     assert copy.count(b"Delivered-To: ann-loop@example.com\n") == 1
     assert not inst.new("joe")
+
+
+def test_debian_fastforward_from_alias_default(inst):
+    """`| fastforward -d /etc/aliases.cdb` in ~alias/.qmail-default, the database made by
+    Debian's newaliases from /etc/aliases (in the namespace's /etc overlay)."""
+    need(Path("/usr/bin/fastforward").exists() and Path("/usr/sbin/qmail-newaliases").exists(),
+         "Debian's fastforward (fastforward, qmail-newaliases)")
+    (inst.root / "etc" / "aliases").write_text("# sendmail style\nwebmaster: joe\nstaff: joe, ann@example.com\n")
+    r = inst.run(["/usr/sbin/qmail-newaliases"])
+    assert r.returncode == 0, r.stderr
+    assert (inst.root / "etc" / "aliases.cdb").exists()
+    inst.dotqmail("alias", ".qmail-default", "| fastforward -d /etc/aliases.cdb\n")
+    inst.start()
+    inject_from_ann(inst, "webmaster@example.com", subject="webmaster")
+    inject_from_ann(inst, "Staff@example.com", subject="staff")
+    got = inst.wait_new("joe", 2)
+    assert sorted(g.rsplit(b"Subject: ", 1)[1] for g in got) == [b"staff\n\nhello\n", b"webmaster\n\nhello\n"]
+    for g in got:
+        name = b"webmaster" if g.endswith(b"webmaster\n\nhello\n") else b"Staff"
+        # newaliases completes a bare name with control/me.
+        rest = split_delivered(g, b"ann@example.com", b"joe@mx.example.com")
+        assert b"Delivered-To: %s@example.com\n" % name in rest, rest[:400]
+        # fastforward queued it as alias: qmail-queue says so.
+        assert received_re(b"by alias").match(rest), rest[:200]
+    [ann] = inst.wait_new("ann")
+    assert ann.endswith(b"Subject: staff\n\nhello\n")
+    inst.wait(lambda: analysis(inst).count("end") == 4, 20, "four end msg")
+    a = analysis(inst)
+    for m in a.to("webmaster@example.com") + a.to("Staff@example.com"):
+        assert re.fullmatch(r"fastforward:_qp_\d+/did_0\+0\+1/", m["deliveries"][0]["results"][0][1]), m
+
+
+def test_debian_dot_forward_in_the_default_delivery(inst):
+    need(Path("/usr/bin/dot-forward").exists(), "Debian's dot-forward")
+    inst.dotqmail("dot", ".forward", "joe@example.com\n")
+    inst.start(default="|dot-forward .forward\n./Maildir/\n")
+    inject_from_ann(inst, "dot@example.com", subject="dot")
+    inject_from_ann(inst, "ann@example.com", subject="plain")
+    [joe] = inst.wait_new("joe")
+    rest = split_delivered(joe, b"ann@example.com", b"joe@example.com")
+    assert b"Delivered-To: dot@example.com\n" in rest and rest.endswith(mail("dot")), rest
+    [ann] = inst.wait_new("ann")
+    assert split_delivered(ann, b"ann@example.com", b"ann@example.com").endswith(mail("plain"))
+    assert not inst.new("dot")
