@@ -743,3 +743,122 @@ def test_debian_dot_forward_in_the_default_delivery(inst):
     [ann] = inst.wait_new("ann")
     assert split_delivered(ann, b"ann@example.com", b"ann@example.com").endswith(mail("plain"))
     assert not inst.new("dot")
+
+
+# --- a queue notqmail wrote ---------------------------------------------------------------------
+
+def notqmail_message(inst, message, todo=None, info=None, local=None):
+    """A message laid down by hand as notqmail's qmail-queue and qmail-send leave it:
+    mess/S/N named by the inode of its pid/ file, then either intd/N + todo/N (queued,
+    not yet preprocessed) or info/S/N + local/S/N (preprocessed, `D` records done)."""
+    q = inst.q
+    qq, qs = (QMAILQ, QMAIL_GID), (TEST_USERS["qmails"], QMAIL_GID)
+    pid = q / "pid" / f"{os.getpid()}.{int(time.time())}.1"
+    pid.write_bytes(b"")
+    n = pid.stat().st_ino
+    mess = q / "mess" / str(n % 23) / str(n)
+    os.link(pid, mess)
+    pid.unlink()
+    mess.write_bytes(b"Received: (qmail 4242 invoked by uid %d); 1 Dec 2026 10:00:00 -0000\n" % USERS["ann"] + message)
+    os.chown(mess, *qq)
+    mess.chmod(0o644)
+    if todo is not None:
+        intd = q / "intd" / str(n)
+        intd.write_bytes(todo)
+        os.chown(intd, *qq)
+        intd.chmod(0o644)
+        os.link(intd, q / "todo" / str(n))
+    else:
+        for sub, data in (("info", info), ("local", local)):
+            f = q / sub / str(n % 23) / str(n)
+            f.write_bytes(data)
+            os.chown(f, *qs)
+            f.chmod(0o600)
+    return n, mess.read_bytes()
+
+
+def queue_is_empty(inst):
+    return not any(inst.h.files(d) for d in ("mess", "intd", "todo", "info", "local", "remote", "bounce"))
+
+
+def test_a_queue_notqmail_wrote_is_delivered(inst):
+    a_n, a = notqmail_message(inst, mail("todo-state"),
+                              todo=b"u%d\0p4242\0Fann@example.com\0Tjoe@example.com\0" % USERS["ann"])
+    b_n, b = notqmail_message(inst, mail("info-state"), info=b"Fann@example.com\0",
+                              local=b"Djoe@example.com\0Tann@example.com\0")
+    # And one queued by qmail-queue while qmail-send is stopped (the same layout).
+    assert inst.queue(mail("stopped"), b"ann@example.com", b"joe@example.com") == 0
+    inst.start()
+    joe = inst.wait_new("joe", 2)
+    [ann] = inst.wait_new("ann")
+    assert sorted(joe) == sorted([b"Return-Path: <ann@example.com>\nDelivered-To: joe@example.com\n" + a,
+                                  joe[0] if joe[0].endswith(mail("stopped")) else joe[1]])
+    assert any(j.endswith(mail("stopped")) for j in joe)
+    assert ann == b"Return-Path: <ann@example.com>\nDelivered-To: ann@example.com\n" + b
+    inst.wait(lambda: queue_is_empty(inst), 20, "an empty queue")
+    time.sleep(0.5)
+    assert len(inst.new("joe")) == 2, "joe@example.com, marked D in local/, was delivered again"
+    an = analysis(inst)
+    [ma] = [m for m in an.msgs if m["n"] == a_n]
+    [mb] = [m for m in an.msgs if m["n"] == b_n]
+    assert an.flow(ma) == ["new", "info", "start", "success", "end"]
+    assert ma["info"] == {"msg": str(a_n), "bytes": str(len(a)), "sender": "ann@example.com", "qp": "4242",
+                          "uid": str(USERS["ann"])}
+    assert an.flow(mb) == ["start", "success", "end"] and mb["deliveries"][0]["recip"] == "ann@example.com"
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+def snapshot(inst):
+    """Every file under the test's directory (but the queue) and the namespace's /var
+    (but the bound QMAILHOME), with its size."""
+    out = {}
+    skip = {inst.q, inst.root / "var" / "qmail", inst.root / "var" / "lib" / "qmail"}
+    for top in (inst.base, inst.root / "var"):
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            for p in d.iterdir():
+                if p in skip:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    stack.append(p)
+                else:
+                    out[str(p)] = p.lstat().st_size
+    return out
+
+
+def test_newline_and_dotdot_in_addresses_stay_in_the_mailbox(inst):
+    inst.maildir("joe", "Maildir-default")
+    inst.dotqmail("joe", ".qmail-default", "./Maildir-default/\n")
+    inst.start()
+    port = inst.smtpd()
+    before = snapshot(inst)
+    assert inst.queue(mail("newline"), b"x\ny@example.net", b"joe-a\nb@example.com") == 0
+    assert inst.queue(mail("dotdot"), b"../../x@example.net", b"joe-/../../x@example.com") == 0
+    assert inst.queue(mail("alias-dotdot"), b"ann@example.com", b"../../etc/x@example.com") == 0
+    r = inst.swaks(port, "../../z@example.net", "joe-/../y/../../.qmail@example.com", b"Subject: smtp dotdot\r\n\r\nhi")
+    assert r.returncode == 0 and b"<-  250 2.0.0 ok" in r.stdout, r.stdout[-800:]
+    got = inst.wait_new("joe", 3, md="Maildir-default")
+    heads = sorted(g.split(b"\n", 2)[:2] for g in got)
+    # qmail-local quotes a local part with a newline (backslashed) or dots in a row
+    # (quote.c), then writes _ for each newline.
+    assert heads == sorted([
+        [b'Return-Path: <"x\\_y"@example.net>', b"Delivered-To: joe-a_b@example.com"],
+        [b'Return-Path: <"../../x"@example.net>', b"Delivered-To: joe-/../../x@example.com"],
+        [b'Return-Path: <"../../z"@example.net>', b"Delivered-To: joe-/../y/../../.qmail@example.com"]])
+    [bounce] = inst.wait_new("ann")
+    check_bounce(bounce, b"ann@example.com", b"<../../etc/x@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n")
+    inst.wait(lambda: queue_is_empty(inst), 20, "an empty queue")
+    after = snapshot(inst)
+    ours = ("smtpd.log", "qmail-start.err", "swaks.eml")
+    new = sorted(p for p in set(after) - set(before) if not p.endswith(ours))
+    allowed = (str(inst.home("joe") / "Maildir-default" / "new") + "/", str(inst.home("ann") / "Maildir" / "new") + "/")
+    assert [p for p in new if not p.startswith(allowed)] == [], "written outside the mailboxes"
+    assert len(new) == 4
+    changed = [p for p in before if after.get(p) != before[p] and not p.endswith(ours)]
+    assert changed == []
+    # The log shows the addresses logsafe: a newline as /, nothing that ends a line.
+    a = analysis(inst)
+    [m] = a.by_sender("x/y@example.net")
+    assert [d["recip"] for d in m["deliveries"]] == ["joe-a/b@example.com"]
