@@ -862,3 +862,78 @@ def test_newline_and_dotdot_in_addresses_stay_in_the_mailbox(inst):
     a = analysis(inst)
     [m] = a.by_sender("x/y@example.net")
     assert [d["recip"] for d in m["deliveries"]] == ["joe-a/b@example.com"]
+
+
+# --- full disks ---------------------------------------------------------------------------------------
+
+def fill(path):
+    """Writes `path` until the file system is full; returns how much it took."""
+    chunk = b"\0" * 4096
+    n = 0
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                n += f.write(chunk)
+        except OSError as e:
+            assert e.errno == 28, e   # ENOSPC
+    return n
+
+
+def test_full_mailbox_defers_and_delivers_after_space_is_freed(inst):
+    md = inst.home("full") / "Maildir"
+    uid = USERS["full"]
+    r = inst.run(["mount", "-t", "tmpfs", "-o", f"size=256k,mode=0700,uid={uid},gid={uid}", "fullbox", md])
+    assert r.returncode == 0, r.stderr
+    box = inst.root / str(md).lstrip("/")
+    for sub in ("tmp", "new", "cur"):
+        (box / sub).mkdir(mode=0o700)
+        os.chown(box / sub, uid, uid)
+    fill(box / "filler")
+    big = mail("full", b"".join(b"%05d %s\n" % (i, b"y" * 70) for i in range(800)))   # ~60 KB
+    inst.start()
+    inject_from_ann(inst, "full@example.com", big[big.index(b"\n\n") + 2:], subject="full")
+    deferral = re.compile(r"delivery \d+: deferral: .*")
+    inst.wait(lambda: any(deferral.fullmatch(x) for x in inst.lines()), 20, "a deferral")
+    [line] = [x for x in inst.lines() if deferral.fullmatch(x)]
+    assert line.endswith(": deferral: Temporary_error_on_maildir_delivery._(#4.3.0)/"), line
+    assert list((box / "new").iterdir()) == [] and list((box / "tmp").iterdir()) == [], "a partial file was left"
+    # Another try while still full: another deferral, never a failure or a bounce.
+    inst.alarm()
+    inst.wait(lambda: sum(bool(deferral.fullmatch(x)) for x in inst.lines()) >= 2, 20, "a second deferral")
+    assert not [x for x in inst.lines() if ": failure: " in x or x.startswith("bounce msg")]
+    assert inst.h.files("info"), "the message left the queue"
+    (box / "filler").unlink()
+    [got] = inst.wait_new("full", alarm=True)
+    rest = split_delivered(got, b"ann@example.com", b"full@example.com")
+    r = received_re(USERS["ann"]).match(rest)
+    assert r and rest[r.end():] == big
+    inst.wait(lambda: queue_is_empty(inst), 20, "an empty queue")
+    assert not inst.new("ann")
+
+
+def test_full_queue_makes_qmail_smtpd_answer_4xx_and_keeps_what_it_had(inst):
+    r = inst.run(["mount", "-t", "tmpfs", "-o", "size=512k", "fullqueue", "/var/qmail/queue"])
+    assert r.returncode == 0, r.stderr
+    r = inst.run([BIN / "qmail-mkqueue", "/var/qmail"])
+    assert r.returncode == 0, r.stderr
+    q = inst.root / "var" / "qmail" / "queue"
+    port = inst.smtpd()
+    first = b"Subject: first\r\n\r\nkept"
+    r = inst.swaks(port, "ann@example.com", "joe@example.com", first)
+    assert b"<-  250 2.0.0 ok" in r.stdout, r.stdout[-800:]
+    before = {str(p.relative_to(q)): p.read_bytes() for p in q.rglob("*") if p.is_file() and p.name != "trigger"}
+    assert len([k for k in before if k.startswith("todo/")]) == 1
+    fill(q / "filler")
+    big = b"Subject: second\r\n\r\n" + b"z" * 76 * 2000
+    r = inst.swaks(port, "ann@example.com", "joe@example.com", big)
+    assert re.search(rb"<\*\* +451 4\.3\.0 qq write error or disk full \(#4\.3\.0\)", r.stdout), r.stdout[-800:]
+    after = {str(p.relative_to(q)): p.read_bytes() for p in q.rglob("*") if p.is_file() and p.name not in ("trigger", "filler")}
+    assert after == before, "the queue changed after a refused message"
+    (q / "filler").unlink()
+    inst.start()
+    [got] = inst.wait_new("joe")
+    assert got.endswith(b"Subject: first\n\nkept\n")
+    r = inst.swaks(port, "ann@example.com", "joe@example.com", big)
+    assert b"<-  250 2.0.0 ok" in r.stdout, r.stdout[-800:]
+    got = inst.wait_new("joe", 2)
+    assert any(g.endswith(b"z" * 76 * 2000 + b"\n") for g in got)
