@@ -48,7 +48,12 @@ pub fn run(argv: &[OsString], head: &[&[u8]], mut input: impl Read) -> Result<i3
             Err(e) => return Err(Failure::io("wait failed", &e)),
         }
     };
-    // As preline(1): a command that stops reading early loses preline its pipe.
+    // A crash is what happened, whatever the copy saw (a command killed mid-read
+    // also broke the pipe); otherwise, as preline(1), a command that stops reading
+    // early loses preline its pipe.
+    if status.signal().is_some() {
+        return Err(Failure::temp("child crashed"));
+    }
     copied.map_err(|e| Failure::io("unable to copy input", &e))?;
     match status.code() {
         Some(c) => Ok(c),
