@@ -51,6 +51,7 @@ bench: build deps
 	python3 tests/bench_checkpassword.py
 	python3 tests/bench_tls.py
 	python3 tests/bench_smtpd.py
+	python3 tests/bench_delivery.py
 
 install: build
 	sh etc/install
