@@ -1034,3 +1034,115 @@ def test_kill_9_at_random_moments_loses_nothing(inst):
     print(f"seed {seed}: kills {killed}, restarts {restarts}, {len(accepted)} messages, "
           f"{len(want)} deliveries, {extra} extra copies, {a.count('start')} delivery starts, "
           f"tmp leftovers {sum(len(list((inst.home(u) / 'Maildir' / 'tmp').iterdir())) for u in ('joe', 'ann'))}")
+
+
+# --- isoqlog --------------------------------------------------------------------------------------------
+
+# Debian's isoqlog 2.2.1 keeps user pointers in an int array (Data.c, addUserToSortTab),
+# so on amd64 it crashes as soon as a log names a user. Given heap addresses below 2 GB
+# (this malloc, preloaded) it runs as it would on the 32-bit machines it was written for.
+LOW_MALLOC = r"""
+#define _GNU_SOURCE
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+static char *top, *end;
+static void *take(size_t n) {
+    n = (n + 31) & ~(size_t)15;
+    if (!top) {
+        top = mmap(0, 1 << 28, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+        if (top == MAP_FAILED) return top = 0;
+        end = top + (1 << 28);
+    }
+    if ((size_t)(end - top) < n) return 0;
+    *(size_t *)top = n - 16;
+    top += n;
+    return top - n + 16;
+}
+void *malloc(size_t n) { return take(n); }
+void free(void *p) { (void)p; }
+void *calloc(size_t a, size_t b) { void *p = take(a * b); if (p) memset(p, 0, a * b); return p; }
+void *realloc(void *p, size_t n) {
+    void *q = take(n);
+    if (p && q) { size_t old = *(size_t *)((char *)p - 16); memcpy(q, p, old < n ? old : n); }
+    return q;
+}
+"""
+SIZE_UNITS = {"bytes": 1, "KBytes": 1024, "MBytes": 1024 ** 2, "GBytes": 1024 ** 3}
+
+
+def isoqlog(base, logdir, domains):
+    """Runs isoqlog over a multilog directory; {domain or 'general': (sent, received, bytes)}
+    for today, from its monthly pages."""
+    need(Path("/usr/bin/isoqlog").exists(), "Debian's isoqlog")
+    need(shutil.which("cc"), "a C compiler (isoqlog's 64-bit workaround)")
+    (base / "low.c").write_text(LOW_MALLOC)
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(base / "low.so"), str(base / "low.c")],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = base / "isoqlog"
+    out.mkdir()
+    (base / "isoqlog.domains").write_text("".join(d + "\n" for d in domains))
+    (base / "isoqlog.conf").write_text(
+        f'logtype = "qmail-multilog"\nlogstore = "{logdir}"\ndomainsfile = "{base}/isoqlog.domains"\n'
+        f'outputdir = "{out}"\nhtmldir = "/usr/share/isoqlog/htmltemp"\n'
+        f'langfile = "/usr/share/isoqlog/lang/english"\nhostname = "example.com"\n'
+        "maxsender = 100\nmaxreceiver = 100\nmaxtotal = 100\nmaxbyte = 100\n")
+    r = subprocess.run(["isoqlog", "-f", str(base / "isoqlog.conf")], capture_output=True, timeout=60,
+                       env=dict(os.environ, LD_PRELOAD=str(base / "low.so")))
+    assert r.returncode == 0, (r.returncode, r.stdout[-500:], r.stderr[-500:])
+    now = time.localtime()
+    counts = {}
+    for name in list(domains) + ["general"]:
+        page = (out / name / str(now.tm_year) / str(now.tm_mon) / "index.html").read_text(errors="replace")
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.S):
+            cells = [re.sub(r"<[^>]*>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)(?=<td|$)", row, re.S)]
+            if cells and cells[0] == str(now.tm_mday):
+                sent, received, total = map(int, cells[1:4])
+                num, unit = cells[4].split()
+                assert total == sent + received
+                counts[name] = (sent, received, float(num) * SIZE_UNITS[unit])
+    return counts
+
+
+def test_isoqlog_counts_the_messages_and_deliveries_of_a_multilog_directory(inst):
+    inst.dotqmail("vu", ".qmail-default", "./Maildir/\n")
+    logdir = inst.base / "log"
+    inst.log_to_multilog(logdir)
+    inst.start()
+    port = inst.smtpd()
+    for i in range(3):
+        inject_from_ann(inst, "joe@example.com", subject=f"plain{i}")
+    inst.inject(mail("two"), "-fann@example.com", "joe@example.com", "ann@example.com")
+    inject_from_ann(inst, "nosuch@example.com", subject="bounced")
+    r = inst.swaks(port, "Bob@Other.Example", "someone@virt.example", b"Subject: from bob\r\n\r\nhi")
+    assert b"<-  250 2.0.0 ok" in r.stdout
+    inst.wait(lambda: analysis(inst).count("end") == 7 and queue_is_empty(inst), 30, "seven end msg")
+    inst.stop()
+    inst.close_multilog()
+    current = (logdir / "current").read_text()
+    assert all(re.fullmatch(r"@[0-9a-f]{24} .*", x) for x in current.splitlines())
+    a = analysis(inst)
+    # What the log says, counted as isoqlog counts: `info msg` lines by the sender's domain
+    # (lowercased; a bounce's <> only in the total, without its bytes) and `starting
+    # delivery` lines by the recipient's.
+    domains = ["example.com", "virt.example", "other.example"]
+    want = {d: [0, 0, 0] for d in domains + ["general"]}
+    for m in a.msgs:
+        s = m["info"]["sender"].lower()
+        want["general"][0] += 1
+        if "@" in s:
+            want[s.rsplit("@", 1)[1]][0] += 1
+            for k in (s.rsplit("@", 1)[1], "general"):
+                want[k][2] += int(m["info"]["bytes"])
+        for d in m["deliveries"]:
+            for k in (d["recip"].lower().rsplit("@", 1)[1], "general"):
+                want[k][1] += 1
+    # ... which is what was sent: 6 messages and a bounce, 8 deliveries (one the bounce's).
+    assert [want["general"][0], want["general"][1]] == [7, 8]
+    assert [want[d][:2] for d in domains] == [[5, 7], [0, 1], [1, 0]]
+    got = isoqlog(inst.base, logdir, domains)
+    for name, (sent, received, size) in want.items():
+        g = got.get(name, (0, 0, 0.0))
+        assert g[:2] == (sent, received), f"isoqlog counts {name} {g}, the log {sent, received}"
+        assert abs(g[2] - size) <= 0.01 * SIZE_UNITS["KBytes"] + 0.005 * size, (name, g, size)
