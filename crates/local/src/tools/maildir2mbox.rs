@@ -8,8 +8,9 @@
 //! (`MAILER-DAEMON` for `<>`, `XXX` without one) and its file's time, `>` in front of
 //! every `>*From ` line, and an empty line after it; a last line without a newline
 //! gets one. Messages whose time is not yet in the past are left for the next run.
-//! MAIL is locked with flock, as qmail-local locks it, and with fcntl, as mail
-//! readers (mutt, Dovecot) lock it. Temp files in tmp/ unused for 36 hours are removed.
+//! MAIL is locked as qmail-local locks it, a dot-lock `MAIL.lock` and then fcntl
+//! (what mutt and Dovecot respect), and with flock as qmail's maildir2mbox did; the
+//! dot-lock is held until the new file has replaced MAIL. Temp files in tmp/ unused for 36 hours are removed.
 
 use qmail::exit::Failure;
 use std::fs::{self, File, OpenOptions};
@@ -125,6 +126,9 @@ fn clean(maildir: &Path, now: i64) {
     }
 }
 
+/// How long to wait for another holder of MAIL.lock, as qmail-local does.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn lock(f: &File) -> io::Result<()> {
     let fd = f.as_raw_fd();
     // SAFETY: flock and fcntl on a descriptor this function borrows; `fl` lives
@@ -157,6 +161,9 @@ pub fn run(p: &Paths) -> Result<(), Failure> {
         return Ok(());
     }
     let (mail, tmp) = (p.mail.display(), p.tmp.display());
+    // qmail-local's order: the dot-lock first (held until the rename is done, so a
+    // delivery waits before it opens the file we replace), then flock and fcntl.
+    let _dotlock = crate::qmail_local::mbox::dotlock(&p.mail, std::time::Instant::now() + LOCK_WAIT)?;
     let lock_file = OpenOptions::new()
         .append(true)
         .create(true)
