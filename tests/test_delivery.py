@@ -1190,3 +1190,65 @@ def test_isoqlog_counts_the_messages_and_deliveries_of_a_multilog_directory(inst
         g = got.get(name, (0, 0, 0.0))
         assert g[:2] == (sent, received), f"isoqlog counts {name} {g}, the log {sent, received}"
         assert abs(g[2] - size) <= 0.01 * SIZE_UNITS["KBytes"] + 0.005 * size, (name, g, size)
+
+
+def test_one_bounce_for_all_failures_and_a_double_bounce(inst):
+    """Two failed recipients and a good one: one bounce with both paragraphs, after the
+    last delivery; when the sender is unknown too, the bounce's own bounce goes to
+    doublebounceto@doublebouncehost from #@[]; bouncefrom/bouncehost name the sender."""
+    inst.control(bouncefrom="Mailer", bouncehost="bounces.example.com", doublebounceto="dbl",
+                 doublebouncehost="example.com")
+    inst.maildir("alias", "Maildir-dbl")
+    inst.dotqmail("alias", ".qmail-dbl", "./Maildir-dbl/\n")
+    inst.start()
+    inst.inject(mail("two-fail"), "-fann@example.com", "nosuch1@example.com", "joe@example.com", "nosuch2@example.com")
+    [bounce] = inst.wait_new("ann")
+    assert inst.wait_new("joe") and len(inst.new("joe")) == 1
+    rest = split_delivered(bounce, b"", b"ann@example.com")
+    head, _, body = rest.partition(b"\n\n")
+    assert b"\nFrom: Mailer@bounces.example.com\n" in head + b"\n"
+    assert body.startswith(b"Hi. This is the qmail-send program at bounces.example.com.\n")
+    paragraphs = body.split(b"\n\n")
+    assert sorted(paragraphs[1:3]) == [b"<nosuch1@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)",
+                                       b"<nosuch2@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)"]
+    assert paragraphs[3] == b"--- Below this line is a copy of the message."
+
+    inst.inject(mail("double"), "-fnobody2@example.com", "nosuch3@example.com")
+    [dbl] = inst.wait_new("alias", md="Maildir-dbl")
+    rest = split_delivered(dbl, b"#@[]", b"dbl@example.com")
+    r = received_re(b"for bounce").match(rest)
+    assert r, rest[:200]
+    head, _, body = rest[r.end():].partition(b"\n\n")
+    assert head.split(b"\n")[1:] == [b"From: Mailer@bounces.example.com", b"To: dbl@example.com",
+                                     b"Subject: failure notice"]
+    intro = (b"Hi. This is the qmail-send program at bounces.example.com.\n"
+             b"I tried to deliver a bounce message to this address, but the bounce bounced!\n\n"
+             b"<nobody2@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+             b"--- Below this line is the original bounce.\n\nReturn-Path: <>\n")
+    assert body.startswith(intro), body[:500]
+    original_bounce = body[len(intro):]
+    assert received_re(b"for bounce").match(original_bounce)
+    assert b"<nosuch3@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n" in original_bounce
+    assert original_bounce.endswith(mail("double"))
+    inst.wait(lambda: queue_is_empty(inst), 20, "an empty queue")
+    a = analysis(inst)
+    assert a.count("bounce") == 3 and a.count("triple") == 0
+    [d] = a.by_sender("#@[]")
+    assert [x["recip"] for x in d["deliveries"]] == ["dbl@example.com"]
+
+
+def test_every_byte_value_and_a_big_message_arrive_unchanged(inst):
+    inst.start()
+    binary = b"Subject: bytes\n\n" + bytes(range(256)) * 64 + b"\r\n\0no newline at the end"
+    assert inst.queue(binary, b"ann@example.com", b"joe@example.com") == 0
+    [got] = inst.wait_new("joe")
+    rest = split_delivered(got, b"ann@example.com", b"joe@example.com")
+    r = received_re(USERS["ann"]).match(rest)
+    assert r and rest[r.end():] == binary
+    port = inst.smtpd()
+    big = b"Subject: big\r\n\r\n" + b"".join(b"%07d %s\r\n" % (i, b"b" * 90) for i in range(60000))   # ~6 MB
+    r = inst.swaks(port, "ann@example.com", "joe@example.com", big[:-2])
+    assert b"<-  250 2.0.0 ok" in r.stdout, r.stdout[-500:]
+    got = inst.wait_new("joe", 2, timeout=60)
+    [g] = [g for g in got if b"Subject: big\n" in g]
+    assert g.endswith(big.replace(b"\r\n", b"\n"))
