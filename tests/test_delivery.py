@@ -86,7 +86,8 @@ class Instance:
         self.passwd.chmod(0o644)
         self.maildir("alias")
         self.dotqmail("alias", ".qmail-postmaster", "./Maildir/\n")
-        self.assign(f"+vu-:vu:{USERS['vu']}:{USERS['vu']}:{self.homes / 'vu'}:-::\n")
+        self.assign(f"+vu-:vu:{USERS['vu']}:{USERS['vu']}:{self.homes / 'vu'}:-::\n"
+                    f"=info:joe:{USERS['joe']}:{USERS['joe']}:{self.homes / 'joe'}:-:info:\n")
         self.procs = []       # (Popen, what) started in the namespace, stopped at the end
         self.send = None      # the running qmail-start/qmail-send
         self.log = []         # qmail-send's log lines, across restarts
@@ -525,16 +526,20 @@ SMTP_DATA = (b"From: Ann <ann@example.com>\nTo: joe@example.com\nSubject: by swa
 
 def test_smtp_extension_alias_and_virtual_domain_addresses(inst):
     """swaks through tcpserver + qmail-smtpd to joe, joe-ext (.qmail-ext), joe-list-Foo
-    (.qmail-list-default), postmaster (~alias/.qmail-postmaster) and a virtual domain
-    (virtualdomains + users/assign); each lands byte for byte with qmail's headers."""
+    (.qmail-list-default), postmaster (~alias/.qmail-postmaster), info (an = line of
+    users/assign) and a virtual domain (virtualdomains + a + line of users/assign); each
+    lands byte for byte with qmail's headers."""
     inst.maildir("joe", "Maildir-ext")
     inst.maildir("joe", "Maildir-list")
     inst.dotqmail("joe", ".qmail-ext", "./Maildir-ext/\n")
     inst.dotqmail("joe", ".qmail-list-default", "# lists\n./Maildir-list/\n")
     inst.dotqmail("vu", ".qmail-default", "./Maildir/\n")
+    inst.maildir("joe", "Maildir-info")
+    inst.dotqmail("joe", ".qmail-info", "./Maildir-info/\n")
     inst.start()
     port = inst.smtpd()
-    cases = [("joe@example.com", "joe", "Maildir", b"joe@example.com"),
+    cases = [("Info@example.com", "joe", "Maildir-info", b"Info@example.com"),   # users/assign's = line
+             ("joe@example.com", "joe", "Maildir", b"joe@example.com"),
              ("joe-ext@example.com", "joe", "Maildir-ext", b"joe-ext@example.com"),
              ("joe-list-Foo@example.com", "joe", "Maildir-list", b"joe-list-Foo@example.com"),
              ("Postmaster@example.com", "alias", "Maildir", b"Postmaster@example.com"),
@@ -686,7 +691,13 @@ def test_program_exit_codes_and_the_timeout(inst):
     inst.dotqmail("joe", ".qmail-hang", "|exec sleep 60\n")
     inst.dotqmail("joe", ".qmail-hundred", "|echo no thanks; exit 100\n")
     inst.dotqmail("joe", ".qmail-retry", "|test -e tried || { touch tried; echo later; exit 111; }\n./Maildir/\n")
+    inst.dotqmail("joe", ".qmail-stop", "|exit 99\n./Maildir/\n")
     inst.start()
+    # 99: success, and the lines after it are skipped.
+    inject_from_ann(inst, "joe-stop@example.com", subject="stop")
+    inst.wait(lambda: analysis(inst).count("end") == 1, 15, "exit 99's end msg")
+    [m] = analysis(inst).to("joe-stop@example.com")
+    assert m["deliveries"][0]["results"] == [("success", "did_0+0+1/")] and not inst.new("joe")
     t0 = time.monotonic()
     inject_from_ann(inst, "joe-hang@example.com", subject="hang")
     inst.wait(lambda: any(re.fullmatch(r"delivery \d+: deferral: .*", x) for x in inst.lines()), 15, "the timeout")
@@ -1252,3 +1263,16 @@ def test_every_byte_value_and_a_big_message_arrive_unchanged(inst):
     got = inst.wait_new("joe", 2, timeout=60)
     [g] = [g for g in got if b"Subject: big\n" in g]
     assert g.endswith(big.replace(b"\r\n", b"\n"))
+
+
+def test_concurrencylocal_caps_the_deliveries_in_flight(inst):
+    inst.control(concurrencylocal="3")
+    inst.dotqmail("joe", ".qmail-slow", "|sleep 1\n./Maildir/\n")
+    inst.start()
+    for i in range(8):
+        assert inst.queue(mail(f"slow{i}"), b"ann@example.com", b"joe-slow@example.com") == 0
+    inst.wait_new("joe", 8, timeout=30)
+    used = [int(m.group(1)) for m in (re.fullmatch(r"status: local (\d+)/3 remote 0/20", x) for x in inst.lines()) if m]
+    assert used and max(used) == 3, used
+    assert [x for x in inst.lines() if x.startswith("status: local")
+            and not re.fullmatch(r"status: local [0-3]/3 remote 0/20", x)] == []
