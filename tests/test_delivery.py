@@ -1,20 +1,23 @@
 """The delivery side end to end, through the real programs: qmail-start (as root, with
 qmail-send, qmail-lspawn, qmail-rspawn and qmail-clean under their users), qmail-local
-as each recipient, qmail-queue setuid, qmail-inject and tcpserver + qmail-smtpd with
-swaks as the clients, Debian's fastforward, dot-forward and isoqlog as the peers.
+as each recipient, setuid qmail-queue; qmail-inject, qmail-queue and tcpserver +
+qmail-smtpd with swaks as the clients; Debian's fastforward, dot-forward, multilog and
+isoqlog as the peers.
 
 An Instance is a whole installation in a temporary directory: QMAILHOME with control/,
 users/cdb made by qmail-newu, `~alias` with its .qmail files, and a passwd file
-(`$QMAIL_PASSWD`, read by qmail-lspawn since it is not setuid) whose users (uids
-7801-7806, in no system file) have homes and Maildirs under the same directory. A
-process holds a private mount namespace in which /var/qmail (and /var/lib/qmail, where
-Debian's fastforward and dot-forward look for bin/qmail-queue) is that QMAILHOME and
-/etc an overlay (for /etc/aliases), so setuid qmail-queue writes into it; every program runs there through nsenter, and the
-test reads the namespace's files through /proc/PID/root. qmail-start runs as the run
-scripts start it (`env - PATH=QMAILHOME/bin:...`), its log (qmail-send's) on a pipe a
-thread reads, optionally into `multilog t` as a supervisor's log/run would. Every wait
-is bounded; every process started is stopped by pid (qmail-send's process group) at
-the end.
+(`$QMAIL_PASSWD`, which qmail-lspawn reads since it is not setuid) whose users (uids
+7801-7806, in no system file) have homes and Maildirs beside it. One process holds a
+private mount namespace in which /var/qmail is that QMAILHOME (so setuid qmail-queue,
+which ignores $QMAILHOME, writes into it), /var/lib/qmail too (where Debian's
+fastforward and dot-forward run bin/qmail-queue from) and /etc an overlay (for
+/etc/aliases); every program runs there through nsenter, and the test reads the
+namespace's files through /proc/PID/root. qmail-start runs as the run scripts start it
+(`env - PATH=QMAILHOME/bin:... qmail-start ./Maildir/`), qmail-send's log on a pipe
+that a thread reads, into `multilog t` too when a test asks. Each log line must be one
+of qmail-send's formats, parsed as qmailanalog's matchup would. Every wait is bounded;
+every process is stopped by pid: qmail-send's process group, then whatever is left in
+the namespace.
 """
 
 import os
@@ -32,7 +35,8 @@ import pytest
 
 from conftest import BIN, NO_DNS, QHome, TEST_GROUPS, TEST_USERS, need, need_root
 
-QMAILQ, QMAILD, QMAIL_GID, NOFILES = TEST_USERS["qmailq"], TEST_USERS["qmaild"], TEST_GROUPS["qmail"], TEST_GROUPS["nofiles"]
+QMAILQ, QMAILD = TEST_USERS["qmailq"], TEST_USERS["qmaild"]
+QMAIL_GID, NOFILES = TEST_GROUPS["qmail"], TEST_GROUPS["nofiles"]
 ALIAS = TEST_USERS["alias"]
 ME = "mx.example.com"
 # The mail users: name -> uid (each its own gid), all in the test passwd file only.
@@ -50,6 +54,8 @@ def received_re(who):
 
 
 class Instance:
+    """A temporary installation and its mount namespace; start() runs qmail-start."""
+
     def __init__(self, base):
         need_root("qmail-start runs as root in a private mount namespace")
         need(shutil.which("nsenter") and shutil.which("unshare"), "util-linux nsenter/unshare")
@@ -88,7 +94,7 @@ class Instance:
         self.dotqmail("alias", ".qmail-postmaster", "./Maildir/\n")
         self.assign(f"+vu-:vu:{USERS['vu']}:{USERS['vu']}:{self.homes / 'vu'}:-::\n"
                     f"=info:joe:{USERS['joe']}:{USERS['joe']}:{self.homes / 'joe'}:-:info:\n")
-        self.procs = []       # (Popen, what) started in the namespace, stopped at the end
+        self.procs = []       # Popens started in the namespace, stopped at the end
         self.send = None      # the running qmail-start/qmail-send
         self.log = []         # qmail-send's log lines, across restarts
         self.log_lock = threading.Lock()
@@ -178,14 +184,13 @@ class Instance:
                                      start_new_session=True)
         err.close()
         os.close(log_w)
-        self.procs.append((self.send, "qmail-send"))
+        self.procs.append(self.send)
         t = threading.Thread(target=self._read_log, args=(log_r,), daemon=True)
         t.start()
         self.readers.append(t)
         self.wait(lambda: any(line.startswith("status: local") for line in self.lines()[self.mark:]), 10,
                   "qmail-send's first status line")
         return self.send.pid
-
 
     def _read_log(self, fd):
         buf = b""
@@ -247,7 +252,7 @@ class Instance:
                 self.send.wait(20)
             except subprocess.TimeoutExpired:
                 pass
-        for p, _ in self.procs:
+        for p in self.procs:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -301,7 +306,7 @@ class Instance:
                              stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=self.env(),
                              start_new_session=True)
         err.close()
-        self.procs.append((p, "tcpserver"))
+        self.procs.append(p)
         ready, _, _ = select.select([p.stdout], [], [], 20)
         line = p.stdout.readline() if ready else b""
         assert line.strip().isdigit(), (self.base / "smtpd.log").read_text()
@@ -402,7 +407,8 @@ LOG_LINES = [
     ("status", r"status: local \d+/\d+ remote \d+/\d+( exitasap)?"),
     ("exiting", r"status: exiting"),
     ("new", r"new msg (?P<msg>\d+)"),
-    ("info", rf"info msg (?P<msg>\d+): bytes (?P<bytes>\d+) from <(?P<sender>{LOGSAFE})> qp (?P<qp>\d+) uid (?P<uid>\d+)"),
+    ("info", rf"info msg (?P<msg>\d+): bytes (?P<bytes>\d+) from <(?P<sender>{LOGSAFE})> "
+             r"qp (?P<qp>\d+) uid (?P<uid>\d+)"),
     ("start", rf"starting delivery (?P<d>\d+): msg (?P<msg>\d+) to (?P<chan>local|remote) (?P<recip>{LOGSAFE})"),
     ("result", rf"delivery (?P<d>\d+): (?P<result>success|deferral|failure): (?P<text>{LOGSAFE})"),
     ("mangled", r"delivery (?P<d>\d+): report mangled, will defer"),
@@ -547,7 +553,7 @@ def test_smtp_extension_alias_and_virtual_domain_addresses(inst):
     for rcpt, _, _, _ in cases:
         # swaks ends the data with CRLF . CRLF itself.
         r = inst.swaks(port, "ann@example.com", rcpt, SMTP_DATA.replace(b"\n", b"\r\n")[:-2])
-        assert r.returncode == 0 and re.search(rb"<-  250 2.0.0 ok \d+ qp \d+", r.stdout), r.stdout.decode(errors="replace")[-1500:]
+        assert r.returncode == 0 and re.search(rb"<-  250 2.0.0 ok \d+ qp \d+", r.stdout), r.stdout[-1500:]
     smtpd_received = re.compile(rb"Received: from unknown \(HELO client\.example\.net\) \(127\.0\.0\.1\)\n"
                                 rb"  by 0 with E?SMTP; " + DATE.encode() + rb"\n")
     for rcpt, user, md, dt in cases:
@@ -733,7 +739,8 @@ def test_forward_loop_is_caught_by_delivered_to(inst):
     inject_from_ann(inst, "joe-loop@example.com", subject="loop")
     [bounce] = inst.wait_new("ann")
     copy = check_bounce(bounce, b"ann@example.com",
-                        b"<joe-loop@example.com>:\nThis message is looping: it already has my Delivered-To line. (#5.4.6)\n")
+                        b"<joe-loop@example.com>:\n"
+                        b"This message is looping: it already has my Delivered-To line. (#5.4.6)\n")
     assert copy.count(b"Delivered-To: joe-loop@example.com\n") == 1
     assert copy.count(b"Delivered-To: ann-loop@example.com\n") == 1
     assert not inst.new("joe")
@@ -897,7 +904,8 @@ def test_newline_and_dotdot_in_addresses_stay_in_the_mailbox(inst):
         [b'Return-Path: <"../../x"@example.net>', b"Delivered-To: joe-/../../x@example.com"],
         [b'Return-Path: <"../../z"@example.net>', b"Delivered-To: joe-/../y/../../.qmail@example.com"]])
     [bounce] = inst.wait_new("ann")
-    check_bounce(bounce, b"ann@example.com", b"<../../etc/x@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n")
+    check_bounce(bounce, b"ann@example.com",
+                 b"<../../etc/x@example.com>:\nSorry, no mailbox here by that name. (#5.1.1)\n")
     inst.wait(lambda: queue_is_empty(inst), 20, "an empty queue")
     after = snapshot(inst)
     ours = ("smtpd.log", "qmail-start.err", "swaks.eml")
@@ -976,7 +984,8 @@ def test_full_queue_makes_qmail_smtpd_answer_4xx_and_keeps_what_it_had(inst):
     big = b"Subject: second\r\n\r\n" + b"z" * 76 * 2000
     r = inst.swaks(port, "ann@example.com", "joe@example.com", big)
     assert re.search(rb"<\*\* +451 4\.3\.0 qq write error or disk full \(#4\.3\.0\)", r.stdout), r.stdout[-800:]
-    after = {str(p.relative_to(q)): p.read_bytes() for p in q.rglob("*") if p.is_file() and p.name not in ("trigger", "filler")}
+    after = {str(p.relative_to(q)): p.read_bytes() for p in q.rglob("*")
+             if p.is_file() and p.name not in ("trigger", "filler")}
     assert after == before, "the queue changed after a refused message"
     (q / "filler").unlink()
     inst.start()
