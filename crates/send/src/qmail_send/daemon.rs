@@ -32,9 +32,16 @@ pub const SLEEP_SYSFAIL: i64 = 123;
 pub const OSSIFIED: i64 = 129600;
 /// How many `todo/` entries, finished messages and `mess/` cleanup entries one
 /// loop turn takes on at most before signals, the trigger and timers are looked
-/// at again. Deliveries do not wait for a batch: they are serviced between
-/// every two todo entries (see the module documentation of qmail_send).
+/// at again. For `todo/` it is also the group commit's size: the entries of one
+/// turn are written, made durable together, then cleaned (see the todo module).
+/// Deliveries do not wait for a batch: they are serviced between every two todo
+/// entries, while writing and while syncing (see the module documentation of
+/// qmail_send).
 pub const BATCH: usize = 64;
+/// The write phase of a todo batch ends after this long even short of [`BATCH`]
+/// entries (cold reads of `todo/` and `mess/` are what could make it slow), so a
+/// message written first waits at most this plus one commit for its deliveries.
+pub const BATCH_WRITE_TIME: Duration = Duration::from_millis(100);
 
 const FD_LOCAL_OUT: RawFd = 1;
 const FD_LOCAL_IN: RawFd = 2;
@@ -512,24 +519,35 @@ impl State {
 
     /// One request to qmail-clean; true when it answered `+`.
     pub(super) fn clean(&mut self, kind: &str, id: u64) -> bool {
-        let req = proto::clean_request(kind, id);
-        let mut answer = [0u8];
-        let ok = self.clean_alive
-            && sys::write_all(FD_CLEAN_OUT, &req).is_ok()
-            && matches!(sys::read(FD_CLEAN_IN, &mut answer), Ok(1));
+        self.clean_many(kind, &[id])[0]
+    }
+
+    /// Requests to qmail-clean for each of `ids`, all written before the answers
+    /// are read (qmail-clean answers each in turn, one byte, so a batch costs one
+    /// round trip); for each, true when it answered `+`.
+    pub(super) fn clean_many(&mut self, kind: &str, ids: &[u64]) -> Vec<bool> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let req: Vec<u8> = ids.iter().flat_map(|&id| proto::clean_request(kind, id)).collect();
+        let mut answers = vec![0u8; ids.len()];
+        let ok = self.clean_alive && sys::write_all(FD_CLEAN_OUT, &req).is_ok() && read_full(FD_CLEAN_IN, &mut answers);
         if !ok {
             if self.clean_alive {
                 self.log.line("alert: oh no! lost qmail-clean connection! dying...");
             }
             self.clean_alive = false;
             self.exitasap = true;
-            return false;
+            return vec![false; ids.len()];
         }
-        if answer[0] != b'+' {
-            self.warn(&format!("qmail-clean unable to clean up {kind}/{id}"));
-            return false;
+        let mut done = Vec::with_capacity(ids.len());
+        for (&a, &id) in answers.iter().zip(ids) {
+            if a != b'+' {
+                self.warn(&format!("qmail-clean unable to clean up {kind}/{id}"));
+            }
+            done.push(a == b'+');
         }
-        true
+        done
     }
 
     // -------------------------------------------------------- jobs and passes
@@ -1012,6 +1030,18 @@ impl State {
             self.pqdone.insert(now, id);
         }
     }
+}
+
+/// Fills `buf` from `fd`; false at end of file or on an error.
+fn read_full(fd: RawFd, buf: &mut [u8]) -> bool {
+    let mut got = 0;
+    while got < buf.len() {
+        match sys::read(fd, &mut buf[got..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    true
 }
 
 /// A directory entry that is a message number, written as qmail writes it.
