@@ -1315,3 +1315,24 @@ def test_list_owner_sender_verp_and_envnoathost(inst):
     inst.wait(lambda: queue_is_empty(inst), 20, "an empty queue")
     a = analysis(inst)
     assert {m["info"]["sender"] for m in a.msgs} >= {"joe-list-owner@example.com", "joe-team-owner-@example.com-@[]"}
+
+
+def test_deferrals_until_queuelifetime_then_a_bounce(inst):
+    """A delivery that keeps deferring: past control/queuelifetime the next attempt's
+    deferral becomes a failure, and the bounce says why."""
+    inst.control(queuelifetime="2")
+    inst.dotqmail("joe", ".qmail-later", "|echo not now; exit 111\n")
+    inst.start()
+    inject_from_ann(inst, "joe-later@example.com", subject="later")
+    inst.wait(lambda: any(x.endswith(": deferral: not_now/") for x in inst.lines()), 15, "the deferral")
+    assert not inst.new("ann")
+    time.sleep(2.5)
+    [bounce] = inst.wait_new("ann", alarm=True)
+    copy = check_bounce(bounce, b"ann@example.com", b"<joe-later@example.com>:\nnot now\n"
+                        b"I'm not going to try again; this message has been in the queue too long.\n")
+    assert copy.endswith(mail("later"))
+    a = analysis(inst)
+    [m] = a.by_sender("ann@example.com")
+    results = [r for d in m["deliveries"] for r in d["results"]]
+    assert results == [("deferral", "not_now/"), ("failure", "not_now/I'm_not_going_to_try_again;"
+                                                              "_this_message_has_been_in_the_queue_too_long./")]
