@@ -102,7 +102,7 @@ class Rig:
         return self.q / "mess" / str(n % 23) / str(n)
 
     # --- qmail-send
-    def start(self, spawn_limit=120):
+    def start(self, spawn_limit=120, strace=None):
         log_r, log_w = os.pipe()
         fds = {}
         child = []
@@ -117,8 +117,10 @@ class Rig:
         lw, l1, l2, r3, r4, c5, c6 = log_w, *child
         redirect = (f"0>&{lw} 1>&{l1} 2<&{l2} 3>&{r3} 4<&{r4} 5>&{c5} 6<&{c6} "
                     + " ".join(f"{fd}>&-" for fd in (lw, *child)))
+        # strace=PATH: qmail-send's fsyncs and writes go there, each descriptor named (-y).
+        tracer = f"strace -f -qq -y -s 4096 -e trace=fsync,write -o {strace} " if strace else ""
         setup = ('mount -t tmpfs rqmail /var && mkdir /var/qmail && mount --bind "$0" /var/qmail && '
-                 f'exec setpriv --reuid={QMAILS} --regid={QMAIL_GID} --clear-groups "$@" {redirect}')
+                 f'exec {tracer}setpriv --reuid={QMAILS} --regid={QMAIL_GID} --clear-groups "$@" {redirect}')
         cmd = ["unshare", "-m", "--propagation", "private", "bash", "-c", setup, str(self.path),
                "/var/qmail/bin/qmail-send"]
         env = self.h.env(QMAILHOME="/var/qmail", PATH="/usr/sbin:/usr/bin:/sbin:/bin")
@@ -575,3 +577,62 @@ def test_a_burst_into_todo_does_not_keep_deliveries_waiting(rig):
     # Deliveries keep pace with preprocessing (1998 of 2000 in the runs so far).
     assert done_before_todo_drained > total // 2, done_before_todo_drained
     assert r.stop() == 0
+
+
+def test_preprocessing_is_durable_in_batches_before_qmail_clean_is_asked(rig):
+    """The group commit, seen in qmail-send's system calls (strace -y names the file
+    of each descriptor): before the request that has qmail-clean remove todo/N, the
+    info/S/N, local/S/N and remote/S/N files were fsynced after their last write, and
+    their directories info/S, local/S, remote/S after the files were there; the
+    directories are fsynced once per batch, not once per message."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is missing")
+    r = rig()
+    total = 300
+    env = b"Fa@x.org\0Tuser@example.com\0Tfar@remote.org\0\0"
+    for _ in range(total):
+        assert r.h.queue(b"Subject: batch\n\nx\n", env) == 0
+    trace = r.path / "send.strace"
+    r.start(strace=trace)
+    r.wait(lambda: sum(1 for x in r.lines() if x.startswith("end msg ")) == total, timeout=120,
+           what="every message delivered")
+    # strace stops with its tracee: TERM goes to qmail-send, strace's child.
+    (send,) = Path(f"/proc/{r.proc.pid}/task/{r.proc.pid}/children").read_text().split()
+    os.kill(int(send), signal.SIGTERM)
+    assert r.proc.wait(30) == 0
+    assert r.stop() == 0
+    q = "/var/qmail/queue/"
+    events = []   # (kind, what): write/fsync of a queue path, clean of a message number
+    for line in trace.read_text(errors="replace").splitlines():
+        m = re.search(rf'\b(write|fsync)\(\d+<{q}([^>]*)>', line)
+        if m:
+            events.append((m.group(1), m.group(2)))
+            continue
+        m = re.search(r'\bwrite\(5<[^>]*>, "(todo/[^"]*)"', line)
+        if m:   # one write may carry the requests of a whole batch
+            events += [("clean", int(n)) for n in re.findall(r"todo/(\d+)\\0", m.group(1))]
+    cleans = [(i, n) for i, (k, n) in enumerate(events) if k == "clean"]
+    assert len({n for _, n in cleans}) == len(cleans) == total, len(cleans)
+    for i, n in cleans:
+        before = events[:i]
+        for d in ("info", "local", "remote"):
+            f = f"{d}/{n % 23}/{n}"
+            writes = [j for j, e in enumerate(before) if e == ("write", f)]
+            assert writes, f"todo/{n} cleaned before {f} was written"
+            assert ("fsync", f) in before[writes[-1]:], f"todo/{n} cleaned before {f} was fsynced"
+            assert ("fsync", f"{d}/{n % 23}") in before[writes[0]:], \
+                f"todo/{n} cleaned before the directory of {f} was fsynced"
+    # Batches: the runs of clean requests, each after the fsyncs of its own messages.
+    batches, syncs, dirs_per_batch = 0, [], []
+    for k, what in events:
+        if k == "fsync":
+            syncs.append(what)
+        elif k == "clean" and syncs:
+            batches += 1
+            dirs = [w for w in syncs if w.count("/") == 1]
+            assert len(dirs) == len(set(dirs)), f"a directory fsynced twice in one batch: {sorted(dirs)}"
+            dirs_per_batch.append(len(dirs))
+            syncs = []
+    assert batches <= total // 8, batches
+    # Per message it would be 3 directory fsyncs each; 23 subdirectories bound a batch's.
+    assert sum(dirs_per_batch) <= 3 * 23 * batches < 3 * total, dirs_per_batch

@@ -34,13 +34,19 @@
 //! - Deliveries are **serviced between every two todo entries**: pending commands
 //!   are written, every report that has arrived is read, and every free slot of
 //!   both channels is filled (as many deliveries as the slots allow, not one per
-//!   turn; commands are buffered per spawn and written without blocking). So a
-//!   delivery never waits longer than one todo entry's preprocessing (a few
-//!   fsyncs, milliseconds), however long `todo/` is, and the delivery rate is set
-//!   by the concurrency limits and the spawns, not by the todo rate.
-//! - A loop turn takes at most [`daemon::BATCH`] todo entries (and as many
-//!   finished messages and cleanup entries), then goes back to poll, so signals,
-//!   the trigger and the timers are seen within one batch as well.
+//!   turn; commands are buffered per spawn and written without blocking). That
+//!   goes on while a batch is written and between its messages' fsyncs, so a
+//!   delivery never waits longer than one message's writes, one file's fsync or
+//!   the batch's directory fsyncs (which come after its journal commit and are
+//!   cheap), however long `todo/` is, and the delivery rate is set by the
+//!   concurrency limits and the spawns, not by the todo rate.
+//! - Preprocessing **group-commits** ([`todo`]): a loop turn writes at most
+//!   [`daemon::BATCH`] todo entries (or for at most [`daemon::BATCH_WRITE_TIME`]),
+//!   makes their files and directory entries durable together (one journal
+//!   commit for the batch instead of about four per message), then has qmail-clean
+//!   remove them in one round trip, and goes back to poll, so signals, the
+//!   trigger and the timers are seen within one batch as well, and a new message
+//!   waits at most one batch for its first delivery.
 //! - A newly preprocessed message is due at once and ordered by due time with the
 //!   retries that are due, so a burst neither jumps ahead of due retries nor
 //!   keeps them waiting for the rest of the burst.
