@@ -90,14 +90,20 @@ pub fn run(args: Vec<OsString>, stdin: impl BufRead, out: impl Write) -> Result<
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| temp("create", dir, &e))?;
     }
+    // The password first: a user typing it must not hold the lock the others wait on.
+    let password = match cmd.as_bytes() {
+        b"add" | b"passwd" => Some(qmail::secret::Secret(read_password(stdin)?)),
+        _ => None,
+    };
+    let password = password.as_deref().unwrap_or_default();
     let _lock = userdb::lock(&path).map_err(|e| temp("lock", &path, &e))?;
     let mut users = userdb::load(&path).map_err(|e| temp("read", &path, &e))?;
     let found = login.as_ref().and_then(|l| users.iter().position(|u| &u.login == l));
     match (cmd.as_bytes(), login, found) {
         (b"list", _, _) => return userdb::list(&users, out).map_err(|e| temp("write", Path::new("stdout"), &e)),
-        (b"add", Some(l), None) => users.push(new_user(l, &o, stdin)?),
+        (b"add", Some(l), None) => users.push(new_user(l, &o, password)?),
         (b"add", Some(l), Some(_)) => return Err(usage(&format!("{} exists", String::from_utf8_lossy(&l)))),
-        (b"passwd", Some(_), Some(i)) => set_password(&mut users[i], &o, stdin)?,
+        (b"passwd", Some(_), Some(i)) => set_password(&mut users[i], &o, password)?,
         (b"del", Some(_), Some(i)) => {
             users.remove(i);
         }
@@ -108,7 +114,7 @@ pub fn run(args: Vec<OsString>, stdin: impl BufRead, out: impl Write) -> Result<
     userdb::store(&path, &users).map_err(|e| temp("write", &path, &e))
 }
 
-fn new_user(login: Vec<u8>, o: &Options, stdin: impl BufRead) -> Result<User, Failure> {
+fn new_user(login: Vec<u8>, o: &Options, password: &[u8]) -> Result<User, Failure> {
     let (uid, gid) = ids(o)?;
     let home = o.home.clone().ok_or_else(|| usage("add needs -d home"))?;
     if home.first() != Some(&b'/') || home.iter().any(|&b| b == b':' || b == b'\n' || b == 0) {
@@ -122,7 +128,7 @@ fn new_user(login: Vec<u8>, o: &Options, stdin: impl BufRead) -> Result<User, Fa
         home,
         secret: None,
     };
-    set_password(&mut user, o, stdin)?;
+    set_password(&mut user, o, password)?;
     if o.make_home {
         make_home(&user)?;
     }
@@ -153,13 +159,11 @@ fn ids(o: &Options) -> Result<(u32, u32), Failure> {
     Ok((uid, gid))
 }
 
-fn set_password(user: &mut User, o: &Options, stdin: impl BufRead) -> Result<(), Failure> {
-    let password = read_password(stdin)?;
+fn set_password(user: &mut User, o: &Options, password: &[u8]) -> Result<(), Failure> {
     let scheme = o.scheme.unwrap_or(Scheme::Sha512);
-    let made = hash::make(&password, scheme).map_err(Failure::temp);
+    let made = hash::make(password, scheme).map_err(Failure::temp);
     let cram = o.cram.unwrap_or(user.secret.is_some());
-    user.secret = cram.then(|| password.clone());
-    wipe(password);
+    user.secret = cram.then(|| password.to_vec());
     user.hash = made?.into_bytes();
     Ok(())
 }
