@@ -75,6 +75,27 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// qmail's myctime: `Www Mmm DD HH:MM:SS YYYY\n` in UTC, the day zero-padded.
+pub fn myctime(t: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let u = Utc::from_unix(t);
+    // 1 Jan 1970 was a Thursday.
+    let wday = (t.div_euclid(86400) + 4).rem_euclid(7) as usize;
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} {}\n",
+        DAYS[wday],
+        MONTHS[u.month as usize - 1],
+        u.day,
+        u.hour,
+        u.min,
+        u.sec,
+        u.year
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,7 +199,7 @@ impl Fields {
             );
         }
         ufline.push(b' ');
-        ufline.extend_from_slice(myctime(now).as_bytes());
+        ufline.extend_from_slice(qmail::date822::myctime(now).as_bytes());
         Fields { dtline, rpline, ufline }
     }
 }
@@ -254,27 +254,6 @@ fn quote_need(s: &[u8]) -> bool {
         return true;
     }
     !s.iter().all(|&c| c == b'.' || atom(c))
-}
-
-/// qmail's myctime: `Www Mmm DD HH:MM:SS YYYY\n` in UTC, the day zero-padded.
-pub fn myctime(t: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let u = qmail::date822::Utc::from_unix(t);
-    // 1 Jan 1970 was a Thursday.
-    let wday = (t.div_euclid(86400) + 4).rem_euclid(7) as usize;
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} {}\n",
-        DAYS[wday],
-        MONTHS[u.month as usize - 1],
-        u.day,
-        u.hour,
-        u.min,
-        u.sec,
-        u.year
-    )
 }
 
 /// EXT2..EXT4: what follows the 1st, 2nd, 3rd `-` of EXT (empty when there are fewer).
@@ -617,8 +596,8 @@ mod tests {
 
     #[test]
     fn myctime_pads_the_day_with_zero() {
-        assert_eq!(myctime(0), "Thu Jan 01 00:00:00 1970\n");
-        assert_eq!(myctime(951_782_400), "Tue Feb 29 00:00:00 2000\n");
+        assert_eq!(qmail::date822::myctime(0), "Thu Jan 01 00:00:00 1970\n");
+        assert_eq!(qmail::date822::myctime(951_782_400), "Tue Feb 29 00:00:00 2000\n");
     }
 
     #[test]

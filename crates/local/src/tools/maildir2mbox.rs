@@ -41,27 +41,6 @@ impl Paths {
     }
 }
 
-const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// qmail's myctime: `Thu Feb 01 09:05:07 2024\n` in UTC, the day zero-padded.
-pub fn ctime(t: i64) -> String {
-    let u = qmail::date822::Utc::from_unix(t);
-    let wday = (t.div_euclid(86400) + 4).rem_euclid(7) as usize;
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} {}\n",
-        DAYS[wday],
-        MONTHS[u.month as usize - 1],
-        u.day,
-        u.hour,
-        u.min,
-        u.sec,
-        u.year
-    )
-}
-
 /// The `From ` line's sender, from a message's first line.
 fn sender(first: &[u8]) -> Vec<u8> {
     match first.strip_prefix(b"Return-Path: <") {
@@ -202,7 +181,8 @@ pub fn run(p: &Paths) -> Result<(), Failure> {
         out.write_all(b"From ").map_err(write_err)?;
         out.write_all(&sender(&line)).map_err(write_err)?;
         out.write_all(b" ").map_err(write_err)?;
-        out.write_all(ctime(*time).as_bytes()).map_err(write_err)?;
+        out.write_all(qmail::date822::myctime(*time).as_bytes())
+            .map_err(write_err)?;
         while !line.is_empty() {
             if gfrom(&line) {
                 out.write_all(b">").map_err(write_err)?;
@@ -244,9 +224,9 @@ mod tests {
 
     #[test]
     fn from_lines_as_qmail_writes_them() {
-        assert_eq!(ctime(0), "Thu Jan 01 00:00:00 1970\n");
-        assert_eq!(ctime(1_706_778_307), "Thu Feb 01 09:05:07 2024\n");
-        assert_eq!(ctime(1_709_164_800), "Thu Feb 29 00:00:00 2024\n");
+        assert_eq!(qmail::date822::myctime(0), "Thu Jan 01 00:00:00 1970\n");
+        assert_eq!(qmail::date822::myctime(1_706_778_307), "Thu Feb 01 09:05:07 2024\n");
+        assert_eq!(qmail::date822::myctime(1_709_164_800), "Thu Feb 29 00:00:00 2024\n");
         assert_eq!(sender(b"Return-Path: <a b@c>\n"), b"a-b@c");
         assert_eq!(sender(b"Return-Path: <>\n"), b"MAILER-DAEMON");
         assert_eq!(sender(b"Return-Path: <a@b>"), b"XXX"); // no newline

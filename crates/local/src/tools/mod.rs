@@ -40,37 +40,7 @@ const BUF: usize = 8192;
 
 /// qmail's error_temp: errors that may go away by themselves.
 pub fn temporary(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::EINTR
-                | libc::ENOMEM
-                | libc::ETXTBSY
-                | libc::EIO
-                | libc::ETIMEDOUT
-                | libc::EAGAIN
-                | libc::EDEADLK
-                | libc::EBUSY
-                | libc::ENFILE
-                | libc::EMFILE
-                | libc::EFBIG
-                | libc::ENOSPC
-                | libc::ENETDOWN
-                | libc::ENETUNREACH
-                | libc::ENETRESET
-                | libc::ECONNABORTED
-                | libc::ECONNRESET
-                | libc::ENOBUFS
-                | libc::ETOOMANYREFS
-                | libc::ECONNREFUSED
-                | libc::EHOSTDOWN
-                | libc::EHOSTUNREACH
-                | libc::EUSERS
-                | libc::EDQUOT
-                | libc::ESTALE
-                | libc::ENOLCK
-        )
-    )
+    e.raw_os_error().is_some_and(qmail::errstr::is_temporary)
 }
 
 /// What the program of condredirect, bouncesaying and except said.
