@@ -49,6 +49,7 @@ pub mod passwd;
 pub mod privs;
 pub mod queueclient;
 pub mod queuedir;
+pub mod quote;
 pub mod rewrite;
 pub mod rlimit;
 pub mod rules;

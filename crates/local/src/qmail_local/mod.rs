@@ -217,44 +217,7 @@ fn lf_to_underscore(s: &mut [u8]) {
     }
 }
 
-/// qmail's quote2: the part before the last `@` quoted when RFC 822 needs it.
-pub fn quote2(addr: &[u8]) -> Vec<u8> {
-    if addr.is_empty() {
-        return Vec::new();
-    }
-    let (local, rest) = match addr.iter().rposition(|&c| c == b'@') {
-        Some(j) => addr.split_at(j),
-        None => (addr, &b""[..]),
-    };
-    let mut out = if quote_need(local) {
-        let mut q = vec![b'"'];
-        for &c in local {
-            if matches!(c, b'\r' | b'\n' | b'"' | b'\\') {
-                q.push(b'\\');
-            }
-            q.push(c);
-        }
-        q.push(b'"');
-        q
-    } else {
-        local.to_vec()
-    };
-    out.extend_from_slice(rest);
-    out
-}
-
-fn quote_need(s: &[u8]) -> bool {
-    // The atom characters of qmail's quote.c: printable ASCII but the specials
-    // ()<>@,;:\".[] and space; dots are allowed singly between atoms.
-    let atom = |c: u8| c.is_ascii_graphic() && !b"()<>@,;:\\\".[]".contains(&c);
-    if s.is_empty() || s.first() == Some(&b'.') || s.last() == Some(&b'.') {
-        return true;
-    }
-    if s.windows(2).any(|w| w == b"..") {
-        return true;
-    }
-    !s.iter().all(|&c| c == b'.' || atom(c))
-}
+pub use qmail::quote::quote2;
 
 /// EXT2..EXT4: what follows the 1st, 2nd, 3rd `-` of EXT (empty when there are fewer).
 pub fn ext_parts(ext: &[u8]) -> [&[u8]; 3] {
@@ -579,19 +542,6 @@ mod tests {
         assert_eq!(f.ufline, b"From a-b-c-d@x Thu Jan 01 00:00:00 1970\n");
         // The LF inside a quoted local part is escaped, then changed to _.
         assert_eq!(f.rpline, b"Return-Path: <\"a b\tc\\_d\"@x>\n");
-    }
-
-    #[test]
-    fn quote2_as_qmail() {
-        assert_eq!(quote2(b"owner-@x-@[]"), b"\"owner-@x-\"@[]");
-        assert_eq!(quote2(b"a.b@c"), b"a.b@c");
-        assert_eq!(quote2(b"a..b@c"), b"\"a..b\"@c");
-        assert_eq!(quote2(b".a@c"), b"\".a\"@c");
-        assert_eq!(quote2(b"noat"), b"noat");
-        assert_eq!(quote2(b"@c"), b"\"\"@c");
-        assert_eq!(quote2(b"a\"\\\xff@c"), b"\"a\\\"\\\\\xff\"@c");
-        assert_eq!(quote2(b"#@[]"), b"#@[]");
-        assert_eq!(quote2(b""), b"");
     }
 
     #[test]

@@ -32,50 +32,7 @@ pub fn paragraph(recip: &[u8], report: &[u8]) -> Vec<u8> {
     t
 }
 
-/// qmail's quote_need: may this local part stand unquoted in a header?
-fn quote_need(s: &[u8]) -> bool {
-    const SPECIAL: &[u8] = b" \"(),:;<>@[\\]";
-    if s.is_empty() {
-        return true;
-    }
-    if s.iter().any(|&b| !(33..127).contains(&b) || SPECIAL.contains(&b)) {
-        return true;
-    }
-    s[0] == b'.' || s[s.len() - 1] == b'.' || s.windows(2).any(|w| w == b"..")
-}
-
-/// qmail's quote: a local part, in double quotes with `\` before CR, LF, `"`
-/// and `\` when it needs them.
-pub fn quote(s: &[u8]) -> Vec<u8> {
-    if !quote_need(s) {
-        return s.to_vec();
-    }
-    let mut out = vec![b'"'];
-    for &b in s {
-        if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-    out
-}
-
-/// qmail's quote2: an address with its local part (before the last `@`) quoted
-/// as needed; the empty address stays empty.
-pub fn quote2(s: &[u8]) -> Vec<u8> {
-    if s.is_empty() {
-        return Vec::new();
-    }
-    match s.iter().rposition(|&b| b == b'@') {
-        None => quote(s),
-        Some(j) => {
-            let mut out = quote(&s[..j]);
-            out.extend_from_slice(&s[j..]);
-            out
-        }
-    }
-}
+pub use qmail::quote::{quote, quote2};
 
 /// What the bounce for a message from `sender` is: its envelope and kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
