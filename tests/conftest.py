@@ -224,6 +224,48 @@ TEST_GROUPS = {"qmail": 7780, "nofiles": 7781}
 QUEUE_PROGRAMS = ["qmail-queue", "qmail-inject", "sendmail", "qmail-qstat", "qmail-qread"]
 
 
+def run_queue(argv, message, envelope, timeout=60, **popen):
+    """Runs a qmail-queue command line with the message on fd 0 and the envelope on
+    fd 1 (written by a thread, since qmail-queue reads it only after the message);
+    its exit code."""
+    import threading
+    r, w = os.pipe()
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=r, **popen)
+    os.close(r)
+
+    def feed():
+        try:
+            with open(w, "wb") as f:
+                f.write(envelope)
+        except OSError:
+            pass
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        p.stdin.write(message)
+        p.stdin.close()
+    except BrokenPipeError:
+        pass
+    rc = p.wait(timeout)
+    t.join(10)
+    return rc
+
+
+def read_lines(fd, take):
+    """Reads `fd` to its end, handing each batch of complete lines (bytes, without
+    their LF) to `take`: a log reader for a thread."""
+    buf = b""
+    with open(fd, "rb", buffering=0) as f:
+        while True:
+            chunk = f.read(65536)
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            if lines:
+                take(lines)
+
+
 class QHome:
     """An instance made by qmail-mkids and qmail-mkqueue, its programs in bin/."""
 
@@ -265,32 +307,10 @@ class QHome:
         return {"user": self.users["qmailq"], "group": TEST_GROUPS["qmail"], "extra_groups": []}
 
     def queue(self, message, envelope, as_qmailq=True, timeout=60, preexec_fn=None, **env):
-        """Runs qmail-queue with the message on fd 0 and the envelope on fd 1 (written
-        by a thread, since qmail-queue reads it only after the message); `preexec_fn`
-        sets up the caller's state at exec."""
-        import threading
-        r, w = os.pipe()
-        p = subprocess.Popen([str(self.path / "bin" / "qmail-queue")], stdin=subprocess.PIPE, stdout=r,
-                             env=self.env(**env), preexec_fn=preexec_fn,
-                             **(self.as_qmailq() if as_qmailq else {}))
-        os.close(r)
-
-        def feed():
-            try:
-                with open(w, "wb") as f:
-                    f.write(envelope)
-            except OSError:
-                pass
-        t = threading.Thread(target=feed)
-        t.start()
-        try:
-            p.stdin.write(message)
-            p.stdin.close()
-        except BrokenPipeError:
-            pass
-        rc = p.wait(timeout)
-        t.join()
-        return rc
+        """Runs qmail-queue with the message on fd 0 and the envelope on fd 1;
+        `preexec_fn` sets up the caller's state at exec."""
+        return run_queue([str(self.path / "bin" / "qmail-queue")], message, envelope, timeout,
+                         env=self.env(**env), preexec_fn=preexec_fn, **(self.as_qmailq() if as_qmailq else {}))
 
     def files(self, sub):
         """Names of the files under queue/SUB (recursively), relative to it."""

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, NO_DNS, QHome, TEST_GROUPS, TEST_USERS, need, need_root
+from conftest import BIN, NO_DNS, QHome, TEST_GROUPS, TEST_USERS, need, need_root, read_lines, run_queue
 
 QMAILQ, QMAILD = TEST_USERS["qmailq"], TEST_USERS["qmaild"]
 QMAIL_GID, NOFILES = TEST_GROUPS["qmail"], TEST_GROUPS["nofiles"]
@@ -193,23 +193,17 @@ class Instance:
         return self.send.pid
 
     def _read_log(self, fd):
-        buf = b""
-        with open(fd, "rb", buffering=0) as f:
-            while True:
-                chunk = f.read(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                with self.log_lock:
-                    for line in lines:
-                        self.log.append(line.decode("latin-1"))
-                    if self.multilog and lines:
-                        try:
-                            self.multilog.stdin.write(b"".join(x + b"\n" for x in lines))
-                            self.multilog.stdin.flush()
-                        except OSError:
-                            pass
+        read_lines(fd, self._take_log)
+
+    def _take_log(self, lines):
+        with self.log_lock:
+            self.log.extend(line.decode("latin-1") for line in lines)
+            if self.multilog:
+                try:
+                    self.multilog.stdin.write(b"".join(x + b"\n" for x in lines))
+                    self.multilog.stdin.flush()
+                except OSError:
+                    pass
 
     def log_to_multilog(self, directory):
         """qmail-send's log from now on also goes to `multilog t DIR`, as log/run has it."""
@@ -329,27 +323,8 @@ class Instance:
     def queue(self, message, sender, *recips, user="ann"):
         """qmail-queue as a user runs it (setuid, in the namespace): its exit code."""
         envelope = b"F" + sender + b"\0" + b"".join(b"T" + r + b"\0" for r in recips) + b"\0"
-        r, w = os.pipe()
-        p = subprocess.Popen(self.inside(self.as_user(user) + ["/var/qmail/bin/qmail-queue"]), stdin=subprocess.PIPE,
-                             stdout=r, env=self.env())
-        os.close(r)
-
-        def feed():
-            try:
-                with open(w, "wb") as f:
-                    f.write(envelope)
-            except OSError:
-                pass
-        t = threading.Thread(target=feed)
-        t.start()
-        try:
-            p.stdin.write(message)
-            p.stdin.close()
-        except BrokenPipeError:
-            pass
-        rc = p.wait(60)
-        t.join(10)
-        return rc
+        return run_queue(self.inside(self.as_user(user) + ["/var/qmail/bin/qmail-queue"]), message, envelope,
+                         env=self.env())
 
     # --- mail out
     def new(self, user, md="Maildir"):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, QHome, TEST_GROUPS, TEST_USERS, need_root
+from conftest import BIN, QHome, TEST_GROUPS, TEST_USERS, need_root, read_lines
 
 QMAILS, QMAILQ, QMAIL_GID = TEST_USERS["qmails"], TEST_USERS["qmailq"], TEST_GROUPS["qmail"]
 DATE = r"\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000"
@@ -147,18 +147,12 @@ class Rig:
         return self
 
     def _log_reader(self, fd):
-        buf = b""
-        with open(fd, "rb", buffering=0) as f:
-            while True:
-                chunk = f.read(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                with self.lock:
-                    for line in lines:
-                        self.log_lines.append(line.decode("latin-1"))
-                        self.log_times.append(time.monotonic())
+        def take(lines):
+            with self.lock:
+                for line in lines:
+                    self.log_lines.append(line.decode("latin-1"))
+                    self.log_times.append(time.monotonic())
+        read_lines(fd, take)
 
     def _spawn(self, channel, cmd_fd, rep_fd):
         buf = b""
